@@ -1,0 +1,174 @@
+"""Clients built from a `RedisConfig`, and the one way scripts are sent to them.
+
+The store talks to Redis through redis-py only: its asyncio client for everything awaited,
+and a synchronous twin for the two places that cannot await (an automatic write made
+outside any event loop, and the last flush at interpreter exit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from ._config import RedisConfig
+from ._exceptions import ConfigurationError, RedisOperationError
+from ._scripts import ScriptCall
+
+__all__ = ["connect_async", "connect_sync", "run_calls", "run_calls_sync", "sync_twin"]
+
+AsyncClient = redis.asyncio.Redis
+SyncClient = redis.Redis
+
+_RETRY_ERRORS = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+
+
+def _options(config: RedisConfig) -> dict[str, Any]:
+    return {
+        "host": config.host,
+        "port": config.port,
+        "db": config.db,
+        "username": config.username,
+        "password": config.password.get_secret_value() if config.password else None,
+        "ssl": config.ssl,
+        "encoding": config.encoding,
+        "decode_responses": True,
+        "socket_timeout": config.socket_timeout,
+        "socket_connect_timeout": config.socket_connect_timeout,
+        "max_connections": config.max_connections,
+        "retry_on_error": _RETRY_ERRORS,
+    }
+
+
+def _memory_server(config: RedisConfig) -> Any:
+    try:
+        import fakeredis
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ConfigurationError(
+            "the in-memory backend needs the 'memory' extra: "
+            "pip install 'pydantic-aioredis[memory]'"
+        ) from None
+    # One shared server per name, so that every store on `memory://name` sees one dataset.
+    key = f"{config.host}:{config.port}"
+    server = _MEMORY_SERVERS.get(key)
+    if server is None:
+        server = _MEMORY_SERVERS[key] = fakeredis.FakeServer()
+    return fakeredis, server
+
+
+_MEMORY_SERVERS: dict[str, Any] = {}
+
+
+def connect_async(config: RedisConfig) -> AsyncClient:
+    """A new asyncio client for the config (bound to the loop that first uses it)."""
+    if config.in_memory:
+        fakeredis, server = _memory_server(config)
+        client: AsyncClient = fakeredis.FakeAsyncRedis(
+            server=server, db=config.db, decode_responses=True, encoding=config.encoding
+        )
+        return client
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    return redis.asyncio.Redis(retry=retry, **_options(config))
+
+
+def connect_sync(config: RedisConfig) -> SyncClient:
+    """A new synchronous client for the config."""
+    if config.in_memory:
+        fakeredis, server = _memory_server(config)
+        client: SyncClient = fakeredis.FakeRedis(
+            server=server, db=config.db, decode_responses=True, encoding=config.encoding
+        )
+        return client
+    from redis.retry import Retry
+
+    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    return redis.Redis(retry=retry, **_options(config))
+
+
+def sync_twin(client: AsyncClient) -> SyncClient:
+    """A synchronous client that reaches the same server and database as `client`."""
+    kwargs = dict(client.connection_pool.connection_kwargs)
+    server = kwargs.get("server")
+    if server is not None:  # a fakeredis client
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=server, db=kwargs.get("db", 0), decode_responses=True)
+    keep = (
+        "host",
+        "port",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "path",
+        "encoding",
+    )
+    options = {name: kwargs[name] for name in keep if name in kwargs}
+    connection_class = client.connection_pool.connection_class
+    if issubclass(connection_class, redis.asyncio.connection.SSLConnection):
+        options["ssl"] = True
+        options["ssl_cert_reqs"] = kwargs.get("ssl_cert_reqs", "required")
+        options["ssl_ca_certs"] = kwargs.get("ssl_ca_certs")
+    elif "path" in options:
+        options["unix_socket_path"] = options.pop("path")
+    return redis.Redis(decode_responses=True, **options)
+
+
+async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Send script calls in one round trip and return their replies in order.
+
+    A script the server does not know (first use, or after a restart) is loaded and its
+    calls are sent again; every other error is raised as `RedisOperationError`.
+    """
+    try:
+        if len(calls) == 1:
+            return [await _call_one(client, calls[0])]
+        async with client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(*call.command())
+            replies = await pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = await _call_one(client, calls[i])
+        _raise_first_error(replies)
+        return list(replies)
+    except RedisError as exc:
+        raise RedisOperationError(f"Redis failed: {exc}") from exc
+
+
+async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
+    try:
+        return await client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+    except NoScriptError:
+        await client.script_load(call.script.source)
+        return await client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+
+
+def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """The synchronous form of `run_calls`."""
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(*call.command())  # type: ignore[no-untyped-call]
+            replies = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                client.script_load(calls[i].script.source)
+                replies[i] = client.execute_command(*calls[i].command())  # type: ignore[no-untyped-call]
+        _raise_first_error(replies)
+        return list(replies)
+    except RedisError as exc:
+        raise RedisOperationError(f"Redis failed: {exc}") from exc
+
+
+def _raise_first_error(replies: Sequence[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

@@ -1,0 +1,85 @@
+"""The library's errors: one root, a few branches.
+
+```
+PydanticAioredisError                 the root: catch this to catch everything we raise
+├── ConfigurationError (ValueError)   a model, store or connection set up wrongly
+│   └── NotRegisteredError            a model used before `store.register_model(Model)`
+├── InvalidInputError (ValueError)    a call's arguments are wrong (bad id, unknown column)
+├── SerializationError (ValueError)   a field value cannot be stored; nothing was written
+├── CorruptRecordError                a record in Redis cannot be read back as the model
+└── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
+    └── AutoSaveError                 an automatic write failed; it stays queued for retry
+```
+
+Errors from redis-py are never swallowed: they are re-raised as `RedisOperationError`
+with the original exception chained (`raise ... from exc`).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AutoSaveError",
+    "ConfigurationError",
+    "CorruptRecordError",
+    "InvalidInputError",
+    "NotRegisteredError",
+    "PydanticAioredisError",
+    "RedisOperationError",
+    "SerializationError",
+]
+
+
+class PydanticAioredisError(Exception):
+    """Root of every error raised by pydantic-aioredis."""
+
+
+class ConfigurationError(PydanticAioredisError, ValueError):
+    """A model, a store or a connection is declared or set up wrongly."""
+
+
+class NotRegisteredError(ConfigurationError):
+    """A model was used with Redis before it was registered with a store."""
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__(
+            f"{model_name} is not registered with a store; "
+            f"call store.register_model({model_name}) first"
+        )
+        self.model_name = model_name
+
+
+class InvalidInputError(PydanticAioredisError, ValueError):
+    """An argument of a library call is wrong: a bad primary key, an unknown column..."""
+
+
+class SerializationError(PydanticAioredisError, ValueError):
+    """A field value cannot be turned into a stored string; nothing was written."""
+
+
+class CorruptRecordError(PydanticAioredisError):
+    """A record read from Redis does not validate as its model.
+
+    Attributes:
+        model_name: The model being read.
+        key: The Redis key of the record.
+        field: The field at fault, or None when the record as a whole is wrong.
+    """
+
+    def __init__(self, model_name: str, key: str, field: str | None, problem: str) -> None:
+        where = f"field {field!r} of " if field else ""
+        super().__init__(f"{model_name}: {where}record {key!r} is invalid: {problem}")
+        self.model_name = model_name
+        self.key = key
+        self.field = field
+
+
+class RedisOperationError(PydanticAioredisError):
+    """Redis refused or failed an operation; the redis-py exception is the `__cause__`."""
+
+
+class AutoSaveError(RedisOperationError):
+    """An automatic write could not be delivered.
+
+    The write stays queued on the store and is retried by the next library call or
+    `await store.flush()`; nothing is dropped.
+    """

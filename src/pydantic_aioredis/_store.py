@@ -1,0 +1,248 @@
+"""`Store`: connections, the registry of models, and the store's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import sys
+import weakref
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._config import RedisConfig
+from ._connection import (
+    AsyncClient,
+    SyncClient,
+    connect_async,
+    connect_sync,
+    run_calls,
+    sync_twin,
+)
+from ._exceptions import ConfigurationError, PydanticAioredisError
+from ._scripts import ScriptCall
+from ._table import ModelTable
+from ._writes import PendingWrites
+
+if TYPE_CHECKING:
+    from ._model import Model
+
+__all__ = ["Store"]
+
+M = TypeVar("M", bound="Model")
+
+
+class Store:
+    """A Redis connection and the models that keep their records in it.
+
+    Args:
+        name: A name for this store (used in messages).
+        redis_config: Where to connect; ignored when `redis_store` is given.
+        redis_store: An existing `redis.asyncio.Redis` client to use as it is, whether
+            or not it decodes responses.
+        life_span_in_seconds: Default TTL of every record written (None: no expiry).
+
+    Example:
+        ```python
+        store = Store(name="shop", redis_config=RedisConfig(db=5), life_span_in_seconds=3600)
+        store.register_model(Book)
+        async with store:
+            await Book.insert(Book(title="The Hobbit", author="J.R.R. Tolkien"))
+        ```
+    """
+
+    def __init__(
+        self,
+        name: str,
+        redis_config: RedisConfig | None = None,
+        redis_store: AsyncClient | None = None,
+        life_span_in_seconds: float | None = None,
+    ) -> None:
+        if life_span_in_seconds is not None and life_span_in_seconds <= 0:
+            raise ConfigurationError(
+                f"life_span_in_seconds must be positive, not {life_span_in_seconds!r}"
+            )
+        self.name = name
+        self.redis_config = redis_config if redis_config is not None else RedisConfig()
+        self.life_span_in_seconds = life_span_in_seconds
+        self.models: dict[str, type[Model]] = {}
+        self._tables: dict[type[Model], ModelTable[Any]] = {}
+        self._injected = redis_store
+        self._decodes = _decodes_responses(redis_store) if redis_store is not None else True
+        # redis-py's asyncio connections belong to the loop that opened them, so a store
+        # made from a config keeps one client per running loop (tests and scripts often
+        # call asyncio.run more than once).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._sync_client: SyncClient | None = None
+        self.pending = PendingWrites(self._client, self.sync_client)
+        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def __repr__(self) -> str:
+        where = "injected client" if self._injected is not None else str(self.redis_config)
+        return f"Store(name={self.name!r}, {where}, models={sorted(self.models)})"
+
+    # -- models --------------------------------------------------------------------------
+
+    def register_model(self, model_class: type[M]) -> type[M]:
+        """Bind a model to this store, so that its records are kept here.
+
+        Returns the model, so this works as a class decorator too.
+
+        Raises:
+            ConfigurationError: The model has no valid `_primary_key_field`, or its keys
+                would overlap with those of another registered model.
+        """
+        from ._model import Model
+
+        if not (isinstance(model_class, type) and issubclass(model_class, Model)):
+            raise ConfigurationError(f"{model_class!r} is not a pydantic_aioredis Model")
+        name = model_class.__name__
+        pk = model_class._primary_key_field
+        if not isinstance(pk, str) or not pk:
+            raise ConfigurationError(
+                f"{name} has no _primary_key_field; set it to the name of one of its fields"
+            )
+        if pk not in model_class.model_fields:
+            raise ConfigurationError(
+                f"{name}._primary_key_field is {pk!r}, which is not a field of {name} "
+                f"(fields: {', '.join(model_class.model_fields)})"
+            )
+        table = ModelTable(model_class, self)
+        for other_model, other in self._tables.items():
+            if other_model is not model_class and table.keys.overlaps(other.keys):
+                raise ConfigurationError(
+                    f"{name} would store its records under {table.keys.namespace!r}, which "
+                    f"overlaps {other_model.__name__}'s {other.keys.namespace!r}; give one of "
+                    "them another _table_name or _redis_prefix"
+                )
+        self._tables[model_class] = table
+        self.models[name.lower()] = model_class
+        type.__setattr__(model_class, "_store", self)
+        type.__setattr__(model_class, "_redis_table", table)
+        return model_class
+
+    def model(self, name: str) -> type[Model]:
+        """The registered model with this class name, ignoring case.
+
+        Raises:
+            KeyError: No model of that name is registered.
+        """
+        try:
+            return self.models[name.lower()]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise KeyError(
+                f"no model named {name!r} in store {self.name!r} (known: {known})"
+            ) from None
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def redis_store(self) -> AsyncClient:
+        """The `redis.asyncio.Redis` client for the running event loop."""
+        return self._client()
+
+    def _client(self) -> AsyncClient:
+        if self._injected is not None:
+            return self._injected
+        loop = asyncio._get_running_loop()
+        if loop is None:
+            raise RuntimeError("Store.redis_store is only available inside a running event loop")
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = connect_async(self.redis_config)
+        return client
+
+    def sync_client(self) -> SyncClient:
+        """A blocking client on the same server, for writes made outside an event loop."""
+        if self._sync_client is None:
+            if self._injected is not None:
+                self._sync_client = sync_twin(self._injected)
+            else:
+                self._sync_client = connect_sync(self.redis_config)
+        return self._sync_client
+
+    # -- operations ----------------------------------------------------------------------
+
+    def ttl_ms(self, life_span_seconds: float | None) -> int:
+        """The TTL in milliseconds for a write (0 for none)."""
+        seconds = life_span_seconds if life_span_seconds is not None else self.life_span_in_seconds
+        if seconds is None:
+            return 0
+        if seconds <= 0:
+            raise ConfigurationError(f"a life span must be positive, not {seconds!r}")
+        return max(1, round(seconds * 1000))
+
+    @property
+    def default_ttl_ms(self) -> int:
+        return self.ttl_ms(None)
+
+    async def execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Send queued automatic writes, then these calls, and return their replies."""
+        client = self._client()
+        if self.pending:
+            await self.pending.flush(client)
+        replies = await run_calls(client, calls)
+        return replies if self._decodes else _decoded(replies)
+
+    async def flush(self) -> None:
+        """Wait until every queued automatic write is in Redis.
+
+        Raises:
+            AutoSaveError: A write failed; it stays queued and the next flush retries it.
+        """
+        await self.pending.flush(self._client())
+
+    async def close(self) -> None:
+        """Send what is queued, then close this loop's connections.
+
+        An injected client is left open: its owner closes it.
+        """
+        try:
+            await self.flush()
+        finally:
+            loop = asyncio._get_running_loop()
+            client = self._clients.pop(loop, None) if loop is not None else None
+            if client is not None:
+                await client.aclose()
+            if self._sync_client is not None:
+                self._sync_client.close()
+                self._sync_client = None
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _decodes_responses(client: Any) -> bool:
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    return bool(kwargs.get("decode_responses", False))
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_decoded(item) for item in value]
+    return value
+
+
+def _flush_at_exit(store_ref: weakref.ref[Store]) -> None:
+    # `asyncio.run` cancels the task that would have sent the last automatic writes;
+    # send them here, synchronously, so that they are not lost.
+    store = store_ref()
+    if store is None or not store.pending:
+        return
+    try:
+        store.pending.flush_sync(store.sync_client())
+    except PydanticAioredisError as exc:
+        print(f"pydantic-aioredis: store {store.name!r}: {exc}", file=sys.stderr)

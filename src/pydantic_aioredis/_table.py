@@ -1,0 +1,223 @@
+"""`ModelTable`: the Redis side of one registered model.
+
+`Model` is the pydantic side (fields, validation, automatic-saving flags); the classmethods
+`insert`, `select` and `delete` delegate here. A table knows its store, its key layout and
+its codec, and turns each operation into bounded script calls (see `_scripts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._codec import HashCodec
+from ._exceptions import CorruptRecordError, InvalidInputError
+from ._keys import KeySpace
+from ._scripts import (
+    CHUNK,
+    COUNT,
+    DELETE_ALL,
+    DELETE_IDS,
+    READ_IDS,
+    READ_RANGE,
+    UPDATE_FIELDS,
+    WRITE_RECORDS,
+    ScriptCall,
+)
+
+if TYPE_CHECKING:
+    from ._model import Model
+    from ._store import Store
+
+__all__ = ["ModelTable"]
+
+M = TypeVar("M", bound="Model")
+
+# (primary key, encoded field values in field order)
+Encoded = tuple[str, list[str | bytes]]
+
+
+class ModelTable(Generic[M]):
+    """Reads and writes the records of one model in one store."""
+
+    def __init__(self, model: type[M], store: Store) -> None:
+        self.model = model
+        self.store = store
+        self.keys = KeySpace(
+            model.__name__,
+            prefix=model._redis_prefix,
+            separator=model._redis_separator,
+            table=model._table_name or model.__name__.lower(),
+        )
+        self.codec: HashCodec[M] = HashCodec(model)
+        self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
+        self._pk_index = self.codec.names.index(self.pk_field)
+        self._pk_is_text = self.codec._raw[self._pk_index]
+        self._index_keys = (self.keys.index_key, self.keys.expiry_key)
+        self._fields_header = (self.keys.namespace, len(self.codec.names), *self.codec.names)
+
+    def __repr__(self) -> str:
+        return f"ModelTable({self.model.__name__}, {self.keys!r})"
+
+    # -- primary keys --------------------------------------------------------------------
+
+    def primary_key(self, instance: M) -> str:
+        """The primary key of an instance, as stored in its key and in the index."""
+        value = getattr(instance, self.pk_field)
+        if self._pk_is_text and type(value) is str:
+            return self.keys.check_primary_key(value)
+        text = self.codec.encode_fields(instance, (self.pk_field,))[1]
+        return self.keys.check_primary_key(text if isinstance(text, str) else text.decode())
+
+    def primary_keys(self, ids: Any) -> list[str]:
+        """Caller-given ids (one or many, any type the primary key accepts), as stored."""
+        if ids is None:
+            return []
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            ids = [ids]
+        keys: dict[str, None] = {}  # ordered and without repeats
+        for value in ids:
+            if self._pk_is_text and type(value) is str:
+                text = value
+            else:
+                text = self.codec.encode_value(self.pk_field, value)
+            keys[self.keys.check_primary_key(text)] = None
+        return list(keys)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def encode_whole(self, instance: M) -> Encoded:
+        values = self.codec.encode(instance)
+        pk = values[self._pk_index]
+        pk = pk if isinstance(pk, str) else pk.decode()
+        return self.keys.check_primary_key(pk), values
+
+    def encode_changes(self, fields: dict[str, Any]) -> list[str | bytes]:
+        """`name, value` pairs of changed fields, each read from the instance that set it."""
+        pairs: list[str | bytes] = []
+        by_instance: dict[int, tuple[Any, list[str]]] = {}
+        for name, instance in fields.items():
+            by_instance.setdefault(id(instance), (instance, []))[1].append(name)
+        for instance, names in by_instance.values():
+            pairs += self.codec.encode_fields(instance, names)
+        return pairs
+
+    def write_calls(self, records: Sequence[Encoded], ttl_ms: int) -> list[ScriptCall]:
+        """Script calls that write whole records with their index entries."""
+        ttl = str(ttl_ms)
+        calls = []
+        for start in range(0, len(records), CHUNK):
+            args: list[Any] = list(self._fields_header)
+            for pk, values in records[start : start + CHUNK]:
+                args.append(pk)
+                args.append(ttl)
+                args += values
+            calls.append(ScriptCall(WRITE_RECORDS, self._index_keys, tuple(args)))
+        return calls
+
+    def update_call(self, records: Sequence[tuple[str, list[str | bytes]]]) -> ScriptCall:
+        """One script call that updates fields of records that exist (and reports the rest)."""
+        args: list[Any] = [self.keys.namespace]
+        for pk, pairs in records:
+            args += (pk, len(pairs) // 2, *pairs)
+        return ScriptCall(UPDATE_FIELDS, self._index_keys, tuple(args))
+
+    async def insert(self, instances: Sequence[M], life_span_seconds: float | None) -> int:
+        encoded = [self.encode_whole(instance) for instance in instances]
+        ttl_ms = self.store.ttl_ms(life_span_seconds)
+        await self.store.execute(self.write_calls(encoded, ttl_ms))
+        return len(encoded)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def columns(self, columns: Sequence[str] | None) -> list[str] | None:
+        if columns is None:
+            return None
+        if isinstance(columns, str):
+            columns = [columns]
+        unknown = [name for name in columns if name not in self.model.model_fields]
+        if unknown:
+            raise InvalidInputError(
+                f"{self.model.__name__} has no field(s) {', '.join(map(repr, unknown))}; "
+                f"fields are {', '.join(self.codec.names)}"
+            )
+        return list(dict.fromkeys(columns))
+
+    async def select(
+        self, ids: Any, columns: list[str] | None, skip: int | None, limit: int | None
+    ) -> list[Any]:
+        fields = columns if columns is not None else list(self.codec.names)
+        rows: list[Any] = []
+        if ids is not None:
+            pks = self.primary_keys(ids)
+            calls = [
+                ScriptCall(
+                    READ_IDS,
+                    self._index_keys,
+                    (self.keys.namespace, len(fields), *fields, *pks[i : i + CHUNK]),
+                )
+                for i in range(0, len(pks), CHUNK)
+            ]
+            for reply in await self.store.execute(calls) if calls else []:
+                rows += self._rows_of(reply)
+            pks_page = rows
+        else:
+            pks_page = await self._read_range(fields, skip or 0, limit)
+        key_of = self.keys.record_key
+        if columns is not None:
+            return self.codec.decode_columns(columns, pks_page, key_of)
+        return self.codec.decode_rows(pks_page, key_of)
+
+    async def _read_range(self, fields: list[str], skip: int, limit: int | None) -> list[Any]:
+        # The first call finds the page start by rank; the following ones continue after
+        # the last primary key seen (a lex cursor), which concurrent inserts cannot shift.
+        rows: list[Any] = []
+        mode, start, left = "rank", str(skip), limit
+        while left is None or left > 0:
+            count = CHUNK if left is None else min(left, CHUNK)
+            args = (self.keys.namespace, mode, start, count, *fields)
+            (reply,) = await self.store.execute([ScriptCall(READ_RANGE, self._index_keys, args)])
+            last, scanned = reply[0], reply[1]
+            rows += self._rows_of(reply)
+            if left is not None:
+                left -= scanned
+            if scanned < count or not last:
+                break
+            mode, start = "lex", "(" + last
+        return rows
+
+    def _rows_of(self, reply: list[Any]) -> list[Any]:
+        bad = reply[2]
+        if bad:
+            pk, error = bad[0], bad[1]
+            raise CorruptRecordError(
+                self.model.__name__, self.keys.record_key(pk), None, f"not a hash: {error}"
+            )
+        rows: list[Any] = reply[3]
+        return rows
+
+    async def count(self) -> int:
+        (reply,) = await self.store.execute(
+            [ScriptCall(COUNT, self._index_keys, (self.keys.namespace,))]
+        )
+        return int(reply)
+
+    # -- deleting ------------------------------------------------------------------------
+
+    async def delete(self, ids: Any) -> int:
+        if ids is None:
+            return await self._delete_all()
+        pks = self.primary_keys(ids)
+        calls = [
+            ScriptCall(DELETE_IDS, self._index_keys, (self.keys.namespace, *pks[i : i + CHUNK]))
+            for i in range(0, len(pks), CHUNK)
+        ]
+        return sum(await self.store.execute(calls)) if calls else 0
+
+    async def _delete_all(self) -> int:
+        deleted, left = 0, 1
+        call = ScriptCall(DELETE_ALL, self._index_keys, (self.keys.namespace, CHUNK))
+        while left:
+            ((count, left),) = await self.store.execute([call])
+            deleted += count
+        return deleted
