@@ -192,7 +192,11 @@ class PendingWrites:
         for record in records:
             try:
                 if record.whole is not None:
-                    wholes.append(table.encode_whole(record.whole))
+                    pk, values = table.encode_whole(record.whole)
+                    # The instance's primary key changed after this write was queued: its
+                    # state now belongs to the newer record, queued under the new key.
+                    if pk == record.pk:
+                        wholes.append((pk, values))
                 if record.fields:
                     updates.append((record, table.encode_changes(record.fields)))
             except SerializationError as exc:
