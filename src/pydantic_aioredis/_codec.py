@@ -35,6 +35,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     PlainValidator,
+    PydanticUserError,
     TypeAdapter,
     ValidationError,
     WrapValidator,
@@ -330,7 +331,10 @@ class HashCodec(Generic[M]):
             )
             if key in config
         }
-        return TypeAdapter(annotated, config=options or None)  # type: ignore[arg-type]
+        try:
+            return TypeAdapter(annotated, config=options or None)  # type: ignore[arg-type]
+        except PydanticUserError:  # a model or dataclass field: it carries its own config
+            return TypeAdapter(annotated)
 
     # -- classification ----------------------------------------------------------------
 

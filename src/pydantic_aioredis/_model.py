@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict
 from pydantic._internal._model_construction import ModelMetaclass
-from typing_extensions import Self, dataclass_transform
+from typing_extensions import Self
 
 from ._exceptions import InvalidInputError, NotRegisteredError
 
@@ -47,7 +47,6 @@ _FLAG_KWARGS = {
 }
 
 
-@dataclass_transform(kw_only_default=True, field_specifiers=())
 class _ModelMetaclass(ModelMetaclass):
     def __new__(
         mcs,
@@ -105,19 +104,21 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     __slots__ = ("_pa_auto_save", "_pa_auto_sync", "_pa_batch")
 
-    _primary_key_field: ClassVar[str | None] = None
-    _redis_prefix: ClassVar[str | None] = None
-    _redis_separator: ClassVar[str] = ":"
-    _table_name: ClassVar[str | None] = None
-    _auto_save: ClassVar[bool] = False
-    _auto_sync: ClassVar[bool] = False
+    # Declared without ClassVar so that subclasses can write them as the 1.4 documents
+    # do (`_primary_key_field: str = "title"`); the metaclass keeps them class-level.
+    _primary_key_field: str | None = None
+    _redis_prefix: str | None = None
+    _redis_separator: str = ":"
+    _table_name: str | None = None
+    _auto_save: bool = False
+    _auto_sync: bool = False
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
 
-    if TYPE_CHECKING:  # set on instances by __init__; absent on validated copies
-        _pa_auto_save: bool
-        _pa_auto_sync: bool
-        _pa_batch: set[str] | None
+    if TYPE_CHECKING:  # slots, set by __init__; absent on instances built by model_validate
+        _pa_auto_save: ClassVar[bool]
+        _pa_auto_sync: ClassVar[bool]
+        _pa_batch: ClassVar[set[str] | None]
 
     def __init__(self, /, **data: Any) -> None:
         cls = type(self)
@@ -376,5 +377,5 @@ class AutoModel(Model):
         ```
     """
 
-    _auto_save: ClassVar[bool] = True
-    _auto_sync: ClassVar[bool] = True
+    _auto_save: bool = True
+    _auto_sync: bool = True

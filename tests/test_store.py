@@ -1,0 +1,165 @@
+"""Store: registration rules, lookup, injected clients, lifecycle."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import redis.asyncio
+
+from pydantic_aioredis import ConfigurationError, InvalidInputError, Model, RedisConfig, Store
+from tests.models import Book, Library
+
+
+class NoKey(Model):
+    title: str
+
+
+class WrongKey(Model):
+    _primary_key_field: str = "isbn"
+    title: str
+
+
+def test_register_requires_a_primary_key_that_is_a_field() -> None:
+    store = Store(name="s")
+    with pytest.raises(ConfigurationError, match="NoKey has no _primary_key_field"):
+        store.register_model(NoKey)
+    with pytest.raises(ConfigurationError, match="'isbn', which is not a field of WrongKey"):
+        store.register_model(WrongKey)
+
+
+def test_register_refuses_anything_but_a_model() -> None:
+    with pytest.raises(ConfigurationError, match="not a pydantic_aioredis Model"):
+        Store(name="s").register_model(dict)  # type: ignore[type-var]
+
+
+def test_model_lookup_ignores_case() -> None:
+    store = Store(name="s")
+    store.register_model(Book)
+    assert store.model("book") is Book
+    assert store.model("BOOK") is Book
+    with pytest.raises(KeyError, match="no model named 'Film'"):
+        store.model("Film")
+
+
+def test_models_are_per_store() -> None:
+    first, second = Store(name="a"), Store(name="b")
+    first.register_model(Book)
+    second.register_model(Library)
+    assert list(first.models) == ["book"]
+    assert list(second.models) == ["library"]
+
+
+def test_two_models_may_not_share_keys() -> None:
+    class Shelf(Model):
+        _primary_key_field: str = "id"
+        _table_name: str = "book"
+        id: str
+
+    class Nested(Model):
+        _primary_key_field: str = "id"
+        _table_name: str = "book:x"
+        id: str
+
+    class Prefixed(Model):
+        _primary_key_field: str = "id"
+        _redis_prefix: str = "book"
+        _table_name: str = "y"
+        id: str
+
+    store = Store(name="s")
+    store.register_model(Book)
+    for clash in (Shelf, Nested, Prefixed):
+        with pytest.raises(ConfigurationError, match="overlaps Book's 'book:'"):
+            store.register_model(clash)
+
+
+def test_registering_twice_is_harmless() -> None:
+    store = Store(name="s")
+    store.register_model(Book)
+    store.register_model(Book)
+    assert store.model("book") is Book
+
+
+def test_a_non_positive_life_span_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="life_span_in_seconds"):
+        Store(name="s", life_span_in_seconds=0)
+
+
+@pytest.mark.parametrize("decode", [True, False])
+async def test_an_injected_client_is_used_as_given(redis_url: str, decode: bool) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode)
+    store = Store(name="s", redis_config=RedisConfig(db=0), redis_store=client)
+    assert store.redis_store is client
+    store.register_model(Book)
+    book = Book(title="Tolkien", author="J.R.R.", tags=["a"])
+    await Book.insert(book)
+    assert await Book.select() == [book]
+    assert await Book.select(columns=["tags"]) == [{"tags": ["a"]}]
+    assert await client.exists("book:Tolkien") == 1  # it went to the injected client's db
+    await store.close()
+    assert await client.ping()  # the owner closes an injected client, not the store
+    await client.aclose()
+
+
+def test_an_injected_client_has_a_sync_twin_for_writes_outside_a_loop(redis_url: str) -> None:
+    from tests.test_autosave import Note
+
+    client = redis.asyncio.Redis.from_url(redis_url)  # never connects: no loop runs here
+    store = Store(name="s", redis_store=client)
+    store.register_model(Note)
+    Note(id="sync")
+    plain = redis.Redis.from_url(redis_url)
+    assert plain.exists("note:sync") == 1
+    plain.close()
+    store.sync_client().close()
+
+
+async def test_one_store_across_several_event_loops(redis_url: str) -> None:
+    import asyncio
+    import threading
+
+    store = Store(name="s", redis_config=RedisConfig.from_url(redis_url))
+    store.register_model(Book)
+    await Book.insert(Book(title="a", author="b"))
+    found: list[object] = []
+
+    async def count_in_another_loop() -> None:
+        found.append(await Book.count())
+        await store.close()  # closes that loop's connections
+
+    thread = threading.Thread(target=lambda: asyncio.run(count_in_another_loop()))
+    thread.start()
+    thread.join()
+    assert found == [1]
+    await store.close()
+
+
+@pytest.mark.parametrize("pk", ["__index", "__expiry", ""])
+async def test_reserved_and_empty_primary_keys_are_refused(store: Store, pk: str) -> None:
+    store.register_model(Book)
+    with pytest.raises(InvalidInputError, match="primary key"):
+        await Book.insert(Book(title=pk, author="x"))
+    assert await Book.count() == 0
+
+
+async def test_keys_follow_the_documented_layout(store: Store, raw: redis.Redis) -> None:
+    class Item(Model):
+        _primary_key_field: str = "sku"
+        _redis_prefix: str = "shop"
+        _redis_separator: str = "|"
+        _table_name: str = "items"
+        sku: str
+
+    store.register_model(Book)
+    store.register_model(Item)
+    await Book.insert(Book(title="The Hobbit", author="J.R.R. Tolkien"))
+    await Item.insert(Item(sku="a:b *?[]"))
+    assert sorted(raw.keys("*")) == [
+        "book:The Hobbit",
+        "book:__index",
+        "shop|items|__index",
+        "shop|items|a:b *?[]",
+    ]
+    assert raw.type("book:The Hobbit") == "hash"
+    assert raw.zrange("book:__index", 0, -1) == ["The Hobbit"]
+    assert await Item.select(ids=["a:b *?[]"]) == [Item(sku="a:b *?[]")]
