@@ -12,7 +12,7 @@ instances with equal field values compare equal whatever their flags.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
@@ -39,12 +39,19 @@ _CLASS_OPTIONS = (
 )
 # Keyword arguments of the constructor that set per-instance flags (1.4 read the names
 # without the underscore; the documents showed them with it: both work).
-_FLAG_KWARGS = {
+_FLAG_KWARG_NAMES = {
     "_auto_save": "auto_save",
     "_auto_sync": "auto_sync",
     "auto_save": "auto_save",
     "auto_sync": "auto_sync",
 }
+_FLAG_ATTRIBUTES = frozenset(("_auto_save", "_auto_sync"))
+
+# Bits of an instance's `_pa_state` slot.
+_SYNC = 1  # save each field assignment
+_SAVE = 2  # saved on construction (kept for the `auto_save` property)
+_BATCH = 4  # inside `update()`: collect changed fields in `_pa_batch`
+_base_setattr = BaseModel.__setattr__
 
 
 class _ModelMetaclass(ModelMetaclass):
@@ -62,18 +69,44 @@ class _ModelMetaclass(ModelMetaclass):
         cls = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
         for name, value in options.items():
             type.__setattr__(cls, name, value)
-        flag_kwargs = {k: v for k, v in _FLAG_KWARGS.items() if k not in cls.model_fields}  # type: ignore[attr-defined]
+        flag_kwargs = {k: v for k, v in _FLAG_KWARG_NAMES.items() if k not in cls.model_fields}  # type: ignore[attr-defined]
         type.__setattr__(cls, "_flag_kwargs", flag_kwargs)
+        _refresh_default_state(cls)
         return cls
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in ("_auto_save", "_auto_sync"):  # `Book._auto_sync = True` at run time
+            _refresh_default_state(cls)
+
+
+def _refresh_default_state(cls: type) -> None:
+    # The state bits a new instance starts with, cached so that __init__ reads one value.
+    auto_save, auto_sync = getattr(cls, "_auto_save", False), getattr(cls, "_auto_sync", False)
+    state = (_SAVE if auto_save else 0) | (_SYNC if auto_sync else 0)
+    type.__setattr__(cls, "_pa_default_state", state)
+    subclass: type
+    for subclass in cls.__subclasses__():
+        _refresh_default_state(subclass)
+
+
+# The table of each registered model. A subclass of a registered model is a different
+# model, with keys of its own, and must be registered itself: hence a dict keyed by the
+# exact class rather than an inherited class attribute.
+_TABLES: dict[type[Any], ModelTable[Any]] = {}
+
+
+def bind_table(model: type[Model], table: ModelTable[Any]) -> None:
+    """Record that `model` keeps its records in `table` (called by `Store.register_model`)."""
+    _TABLES[model] = table
+    type.__setattr__(model, "_store", table.store)
 
 
 def _table_of(cls: type[Model]) -> ModelTable[Any]:
-    # Looked up in the class's own namespace: a subclass of a registered model is a
-    # different model, with keys of its own, and must be registered itself.
-    table = cls.__dict__.get("_redis_table")
+    table = _TABLES.get(cls)
     if table is None:
         raise NotRegisteredError(cls.__name__)
-    return table  # type: ignore[no-any-return]
+    return table
 
 
 class Model(BaseModel, metaclass=_ModelMetaclass):
@@ -102,7 +135,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    __slots__ = ("_pa_auto_save", "_pa_auto_sync", "_pa_batch")
+    # `_pa_state` holds the bits below (absent on instances built by model_validate);
+    # `_pa_batch` the fields changed inside an `update()` block, while one runs.
+    __slots__ = ("_pa_batch", "_pa_state")
 
     # Declared without ClassVar so that subclasses can write them as the 1.4 documents
     # do (`_primary_key_field: str = "title"`); the metaclass keeps them class-level.
@@ -114,28 +149,28 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     _auto_sync: bool = False
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
+    _pa_default_state: ClassVar[int]
 
-    if TYPE_CHECKING:  # slots, set by __init__; absent on instances built by model_validate
-        _pa_auto_save: ClassVar[bool]
-        _pa_auto_sync: ClassVar[bool]
-        _pa_batch: ClassVar[set[str] | None]
+    if TYPE_CHECKING:
+        _pa_state: ClassVar[int]
+        _pa_batch: ClassVar[set[str]]
 
     def __init__(self, /, **data: Any) -> None:
-        cls = type(self)
-        auto_save, auto_sync = cls._auto_save, cls._auto_sync
-        if not cls._flag_kwargs.keys().isdisjoint(data):
-            for kwarg, flag in cls._flag_kwargs.items():
-                if kwarg in data:
-                    if flag == "auto_save":
-                        auto_save = bool(data.pop(kwarg))
-                    else:
-                        auto_sync = bool(data.pop(kwarg))
+        # The hot path reads options through `self` (an instance lookup is several times
+        # cheaper than a lookup on a pydantic class) and sets one slot.
+        if (
+            "_auto_save" in data
+            or "_auto_sync" in data
+            or "auto_save" in data
+            or "auto_sync" in data
+        ):
+            state = self._pop_flags(data)
+        else:
+            state = self._pa_default_state
         self.__pydantic_validator__.validate_python(data, self_instance=self)
-        object.__setattr__(self, "_pa_auto_save", auto_save)
-        object.__setattr__(self, "_pa_auto_sync", auto_sync)
-        object.__setattr__(self, "_pa_batch", None)
-        if auto_save:
-            table = _table_of(cls)
+        _set_state(self, state)
+        if state & _SAVE:
+            table = _table_of(type(self))
             table.store.pending.add_whole(table, table.primary_key(self), self)
             table.store.pending.schedule()
 
@@ -143,24 +178,29 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     # then builds instances without calling it, so loading never triggers automatic saving.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
+    def _pop_flags(self, data: dict[str, Any]) -> int:
+        flags = {"auto_save": self._auto_save, "auto_sync": self._auto_sync}
+        for kwarg, flag in self._flag_kwargs.items():
+            if kwarg in data:
+                flags[flag] = bool(data.pop(kwarg))
+        return (flags["auto_save"] and _SAVE) | (flags["auto_sync"] and _SYNC)
+
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("_auto_save", "_auto_sync"):
-            self._init_state()
-            object.__setattr__(self, "_pa" + name, bool(value))
+        if name in _FLAG_ATTRIBUTES:  # `book._auto_sync = False`, per instance
+            self._set_flag(_SAVE if name == "_auto_save" else _SYNC, value)
             return
-        super().__setattr__(name, value)
+        _base_setattr(self, name, value)
         try:
-            batch = self._pa_batch
-            sync = self._pa_auto_sync
+            state = self._pa_state
         except AttributeError:  # built by model_validate or copied: no automatic saving
             return
-        if batch is not None:
-            if name in type(self).model_fields:
-                batch.add(name)
-        elif sync and name in type(self).model_fields:
-            self._queue_changes((name,))
+        if state and name in self.__pydantic_fields__:
+            if state & _BATCH:
+                self._pa_batch.add(name)
+            elif state & _SYNC:
+                self._queue_changes((name,))
 
-    def _queue_changes(self, names: Sequence[str] | set[str]) -> None:
+    def _queue_changes(self, names: Collection[str]) -> None:
         table = _table_of(type(self))
         pending = table.store.pending
         pk = table.primary_key(self)
@@ -175,32 +215,30 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     @property
     def auto_save(self) -> bool:
         """Whether this instance was saved when it was constructed."""
-        return bool(getattr(self, "_pa_auto_save", False))
+        return bool(self._get_state() & _SAVE)
 
     @property
     def auto_sync(self) -> bool:
         """Whether each field assignment on this instance is saved."""
-        return bool(getattr(self, "_pa_auto_sync", False))
+        return bool(self._get_state() & _SYNC)
 
     def set_auto_save(self, auto_save: bool = True) -> None:
         """Set this instance's auto-save flag (read by the `auto_save` property)."""
-        self._init_state()
-        object.__setattr__(self, "_pa_auto_save", bool(auto_save))
+        self._set_flag(_SAVE, auto_save)
 
     def set_auto_sync(self, auto_sync: bool = True) -> None:
         """Turn saving of each field assignment on or off, for this instance only."""
-        self._init_state()
-        object.__setattr__(self, "_pa_auto_sync", bool(auto_sync))
+        self._set_flag(_SYNC, auto_sync)
 
-    def _init_state(self) -> None:
-        # Instances built by model_validate (as select does) or copied start without the
-        # slots; give them the state of an instance with automatic saving off.
+    def _get_state(self) -> int:
         try:
-            self._pa_batch  # noqa: B018
-        except AttributeError:
-            object.__setattr__(self, "_pa_auto_save", False)
-            object.__setattr__(self, "_pa_auto_sync", False)
-            object.__setattr__(self, "_pa_batch", None)
+            return self._pa_state
+        except AttributeError:  # built by model_validate (as select does) or copied
+            return 0
+
+    def _set_flag(self, bit: int, on: Any) -> None:
+        state = self._get_state()
+        _set_state(self, state | bit if on else state & ~bit)
 
     # -- the documented API --------------------------------------------------------------
 
@@ -331,21 +369,22 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
                 book.published_on = date(1851, 10, 18)
             ```
         """
-        _table_of(type(self))  # fail before the block runs, not after
-        self._init_state()
-        outer = self._pa_batch
-        if outer is not None:  # nested: the outermost block writes
+        table = _table_of(type(self))  # fail before the block runs, not after
+        state = self._get_state()
+        if state & _BATCH:  # nested: the outermost block writes
             yield self
             return
         changes: set[str] = set()
         object.__setattr__(self, "_pa_batch", changes)
+        _set_state(self, state | _BATCH)
         try:
             yield self
         finally:
-            object.__setattr__(self, "_pa_batch", None)
+            _set_state(self, self._get_state() & ~_BATCH)
+            object.__delattr__(self, "_pa_batch")
         if changes:
             self._queue_changes(changes)
-            await _table_of(type(self)).store.flush()
+            await table.store.flush()
 
     # -- 1.4 serialization hooks ---------------------------------------------------------
 
@@ -362,6 +401,10 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     def json_object_hook(cls, obj: dict[str, Any]) -> Any:
         """Override to rebuild objects that `json_default` stored (see `json.loads`)."""
         return obj
+
+
+# Writes the state slot directly, past `__setattr__`.
+_set_state: Callable[[Model, int], None] = Model.__dict__["_pa_state"].__set__
 
 
 class AutoModel(Model):

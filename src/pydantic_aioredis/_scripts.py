@@ -6,7 +6,8 @@ roll back), and reads thousands of hashes in one call. redis-py spends about 13 
 Python time per command, so one call per thousand records instead of one command per
 record is what makes bulk reads and writes fast.
 
-Each call is bounded (`CHUNK` records) so that no single script stalls other clients.
+Each call is bounded (`WRITE_CHUNK`, `READ_CHUNK` records) so that no single script stalls
+other clients.
 Scripts touch only the model's own keys; record keys are built inside the script from the
 namespace, which is safe because every key of a model shares its namespace.
 """
@@ -14,24 +15,28 @@ namespace, which is safe because every key of a model shares its namespace.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "CHUNK",
     "COUNT",
     "DELETE_ALL",
     "DELETE_IDS",
+    "READ_CHUNK",
     "READ_IDS",
     "READ_RANGE",
     "UPDATE_FIELDS",
+    "WRITE_CHUNK",
     "WRITE_RECORDS",
     "LuaScript",
     "ScriptCall",
 ]
 
-# Records per script call. Reading 1,000 six-field hashes takes the server about 1 ms.
-CHUNK = 1000
+# Records per script call, so that no call keeps the server from other clients for long.
+# Measured here (2 cores, Redis 7) for six-field records: a write of 250 takes the server
+# about 2-3 ms, a read of 500 about 2 ms.
+WRITE_CHUNK = 250
+READ_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -40,10 +45,10 @@ class LuaScript:
 
     name: str
     source: str
+    sha: str = field(init=False)
 
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,8 @@ end
 
 # KEYS: index, expiry. ARGV: namespace, n, field names (n), then per record:
 # pk, ttl in ms (0: none), n values. Returns the number of records written.
+# Every key's type is checked before anything is written, so that a bad key fails the
+# call whole instead of leaving half of the records written.
 WRITE_RECORDS = LuaScript(
     "write_records",
     _NOW
@@ -131,30 +138,39 @@ local ns, n = ARGV[1], tonumber(ARGV[2])
 local first, stride = 3 + n, n + 2
 local err = check_type(KEYS[1], 'zset') or check_type(KEYS[2], 'zset')
 if err then return err end
+local keys, existed = {}, {}
 for i = first, #ARGV, stride do
-  err = check_type(ns .. ARGV[i], 'hash')
-  if err then return err end
+  local key = ns .. ARGV[i]
+  local t = redis.call('TYPE', key).ok
+  if t ~= 'hash' and t ~= 'none' then
+    return redis.error_reply('WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a hash')
+  end
+  keys[#keys + 1] = key
+  existed[#keys] = t == 'hash'
 end
-local args = {}
+local expiring = redis.call('EXISTS', KEYS[2]) == 1
+local args, members = {}, {}
 for j = 1, n do args[2 * j - 1] = ARGV[2 + j] end
 local now = now_ms()
-local written = 0
+local r = 0
 for i = first, #ARGV, stride do
-  local pk, ttl = ARGV[i], tonumber(ARGV[i + 1])
-  local key = ns .. pk
+  r = r + 1
+  local pk, ttl, key = ARGV[i], tonumber(ARGV[i + 1]), keys[r]
   for j = 1, n do args[2 * j] = ARGV[i + 1 + j] end
   redis.call('HSET', key, unpack(args))
-  redis.call('ZADD', KEYS[1], 0, pk)
+  members[2 * r - 1] = 0
+  members[2 * r] = pk
   if ttl > 0 then
     redis.call('PEXPIREAT', key, now + ttl)
     redis.call('ZADD', KEYS[2], now + ttl, pk)
+    expiring = true
   else
-    redis.call('PERSIST', key)
-    redis.call('ZREM', KEYS[2], pk)
+    if existed[r] then redis.call('PERSIST', key) end
+    if expiring then redis.call('ZREM', KEYS[2], pk) end
   end
-  written = written + 1
 end
-return written
+if r > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
+return r
 """,
 )
 

@@ -94,7 +94,7 @@ class Store:
             ConfigurationError: The model has no valid `_primary_key_field`, or its keys
                 would overlap with those of another registered model.
         """
-        from ._model import Model
+        from ._model import Model, bind_table
 
         if not (isinstance(model_class, type) and issubclass(model_class, Model)):
             raise ConfigurationError(f"{model_class!r} is not a pydantic_aioredis Model")
@@ -119,8 +119,7 @@ class Store:
                 )
         self._tables[model_class] = table
         self.models[name.lower()] = model_class
-        type.__setattr__(model_class, "_store", self)
-        type.__setattr__(model_class, "_redis_table", table)
+        bind_table(model_class, table)
         return model_class
 
     def model(self, name: str) -> type[Model]:

@@ -14,13 +14,14 @@ from ._codec import HashCodec
 from ._exceptions import CorruptRecordError, InvalidInputError
 from ._keys import KeySpace
 from ._scripts import (
-    CHUNK,
     COUNT,
     DELETE_ALL,
     DELETE_IDS,
+    READ_CHUNK,
     READ_IDS,
     READ_RANGE,
     UPDATE_FIELDS,
+    WRITE_CHUNK,
     WRITE_RECORDS,
     ScriptCall,
 )
@@ -106,9 +107,9 @@ class ModelTable(Generic[M]):
         """Script calls that write whole records with their index entries."""
         ttl = str(ttl_ms)
         calls = []
-        for start in range(0, len(records), CHUNK):
+        for start in range(0, len(records), WRITE_CHUNK):
             args: list[Any] = list(self._fields_header)
-            for pk, values in records[start : start + CHUNK]:
+            for pk, values in records[start : start + WRITE_CHUNK]:
                 args.append(pk)
                 args.append(ttl)
                 args += values
@@ -154,9 +155,9 @@ class ModelTable(Generic[M]):
                 ScriptCall(
                     READ_IDS,
                     self._index_keys,
-                    (self.keys.namespace, len(fields), *fields, *pks[i : i + CHUNK]),
+                    (self.keys.namespace, len(fields), *fields, *pks[i : i + READ_CHUNK]),
                 )
-                for i in range(0, len(pks), CHUNK)
+                for i in range(0, len(pks), READ_CHUNK)
             ]
             for reply in await self.store.execute(calls) if calls else []:
                 rows += self._rows_of(reply)
@@ -174,7 +175,7 @@ class ModelTable(Generic[M]):
         rows: list[Any] = []
         mode, start, left = "rank", str(skip), limit
         while left is None or left > 0:
-            count = CHUNK if left is None else min(left, CHUNK)
+            count = READ_CHUNK if left is None else min(left, READ_CHUNK)
             args = (self.keys.namespace, mode, start, count, *fields)
             (reply,) = await self.store.execute([ScriptCall(READ_RANGE, self._index_keys, args)])
             last, scanned = reply[0], reply[1]
@@ -209,15 +210,19 @@ class ModelTable(Generic[M]):
             return await self._delete_all()
         pks = self.primary_keys(ids)
         calls = [
-            ScriptCall(DELETE_IDS, self._index_keys, (self.keys.namespace, *pks[i : i + CHUNK]))
-            for i in range(0, len(pks), CHUNK)
+            ScriptCall(
+                DELETE_IDS, self._index_keys, (self.keys.namespace, *pks[i : i + WRITE_CHUNK])
+            )
+            for i in range(0, len(pks), WRITE_CHUNK)
         ]
         return sum(await self.store.execute(calls)) if calls else 0
 
     async def _delete_all(self) -> int:
+        # Each call deletes the first records of the index; several go per round trip
+        # (the ones that find the index empty do nothing).
         deleted, left = 0, 1
-        call = ScriptCall(DELETE_ALL, self._index_keys, (self.keys.namespace, CHUNK))
+        calls = [ScriptCall(DELETE_ALL, self._index_keys, (self.keys.namespace, WRITE_CHUNK))] * 8
         while left:
-            ((count, left),) = await self.store.execute([call])
-            deleted += count
+            for count, left in await self.store.execute(calls):
+                deleted += count
         return deleted

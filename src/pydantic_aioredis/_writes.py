@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._connection import run_calls, run_calls_sync
 from ._exceptions import AutoSaveError, RedisOperationError, SerializationError
-from ._scripts import CHUNK, ScriptCall
+from ._scripts import WRITE_CHUNK, ScriptCall
 
 if TYPE_CHECKING:
     from ._connection import AsyncClient, SyncClient
@@ -112,6 +112,9 @@ class PendingWrites:
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._kick_scheduled = False
+        lock = self._locks.get(loop)
+        if lock is not None and lock.locked():
+            return  # a flush is under way; it schedules another kick if more is queued
         if self._records and not loop.is_closed():
             task = loop.create_task(self._background_flush())
             self._tasks.add(task)
@@ -154,6 +157,9 @@ class PendingWrites:
             except RedisOperationError as exc:
                 raise self._failed(exc) from exc.__cause__
             self._settle(batch)
+            if self._records and not self._kick_scheduled:
+                self._kick_scheduled = True  # what was queued meanwhile goes next
+                loop.call_soon(self._kick, loop)
 
     def flush_sync(self, client: SyncClient) -> None:
         """Send everything queued, blocking; for code that runs outside an event loop."""
@@ -204,8 +210,8 @@ class PendingWrites:
                 continue
             batch.sent.append((record, record.version))
         batch.calls += table.write_calls(wholes, table.store.default_ttl_ms)
-        for start in range(0, len(updates), CHUNK):
-            chunk = updates[start : start + CHUNK]
+        for start in range(0, len(updates), WRITE_CHUNK):
+            chunk = updates[start : start + WRITE_CHUNK]
             batch.updates.append((len(batch.calls), [record for record, _ in chunk]))
             batch.calls.append(table.update_call([(r.pk, pairs) for r, pairs in chunk]))
 

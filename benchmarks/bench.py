@@ -1,0 +1,663 @@
+"""pydantic-aioredis against hand-written redis-py, side by side, in one process.
+
+Every operation runs for the library ("ours") and for a hand-written reference: redis-py's
+asyncio client with hiredis, one pipeline per operation, and pydantic v2 validation of each
+record. The two alternate, repetition by repetition, after a warm-up. Both keep their records
+in the same format (a hash per record, a sorted-set index), under different keys.
+
+Printed per operation: records (or assignments) per second, median, min and max over the
+repetitions, the ratio ours/reference of the medians, and the Redis commands each side sent
+(INFO commandstats, per run). Then peak memory of select-all, the longest single server-side
+call, a scaling run, and select-all in a database holding a million unrelated keys.
+
+The benchmark starts its own redis-server on a free loopback port (or uses BENCH_REDIS_URL).
+
+    ./scripts/benchmark                  # N = 10,000, 5 repetitions
+    ./scripts/benchmark --n 1000 --repeat 3 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from functools import partial
+from typing import Any
+
+import pydantic
+import redis
+import redis.asyncio
+from pydantic import BaseModel
+
+from pydantic_aioredis import Model, RedisConfig, Store
+
+# -- the workload -----------------------------------------------------------------------------
+
+
+class Book(Model):
+    _primary_key_field: str = "title"
+    title: str
+    author: str
+    published_on: date
+    in_stock: bool
+    price: float
+    tags: list[str]
+
+
+class RefBook(BaseModel):
+    title: str
+    author: str
+    published_on: date
+    in_stock: bool
+    price: float
+    tags: list[str]
+
+
+def book_fields(i: int) -> dict[str, Any]:
+    return {
+        "title": f"title-{i:07d}",
+        "author": f"author {i % 1000}",
+        "published_on": date(1900 + i % 120, 1 + i % 12, 1 + i % 28),
+        "in_stock": i % 2 == 0,
+        "price": round(i * 0.37, 2),
+        "tags": ["fiction", f"tag{i % 50}", "paper"],
+    }
+
+
+# -- the hand-written reference ---------------------------------------------------------------
+
+REF_INDEX = "ref:__index"
+
+
+def ref_mapping(book: RefBook) -> dict[str, str]:
+    return {
+        "title": book.title,
+        "author": book.author,
+        "published_on": book.published_on.isoformat(),
+        "in_stock": "true" if book.in_stock else "false",
+        "price": repr(book.price),
+        "tags": json.dumps(book.tags),
+    }
+
+
+def ref_load(values: dict[str, str]) -> RefBook:
+    return RefBook.model_validate({**values, "tags": json.loads(values["tags"])})
+
+
+class Reference:
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.r = client
+
+    async def insert(self, books: list[RefBook]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for book in books:
+            pipe.hset(f"ref:{book.title}", mapping=ref_mapping(book))
+            pipe.zadd(REF_INDEX, {book.title: 0})
+        await pipe.execute()
+
+    async def select_all(self) -> list[RefBook]:
+        titles = await self.r.zrange(REF_INDEX, 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for title in titles:
+            pipe.hgetall(f"ref:{title}")
+        return [ref_load(values) for values in await pipe.execute()]
+
+    async def select_ids(self, titles: list[str]) -> list[RefBook]:
+        pipe = self.r.pipeline(transaction=False)
+        for title in titles:
+            pipe.hgetall(f"ref:{title}")
+        return [ref_load(values) for values in await pipe.execute() if values]
+
+    async def select_columns(self) -> list[dict[str, Any]]:
+        titles = await self.r.zrange(REF_INDEX, 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for title in titles:
+            pipe.hmget(f"ref:{title}", ["author", "price"])
+        return [{"author": a, "price": float(p)} for a, p in await pipe.execute()]
+
+    async def save(self, book: RefBook) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(f"ref:{book.title}", mapping=ref_mapping(book))
+        pipe.zadd(REF_INDEX, {book.title: 0})
+        await pipe.execute()
+
+    async def save_field(self, book: RefBook, name: str) -> None:
+        await self.r.hset(f"ref:{book.title}", name, repr(getattr(book, name)))
+
+    async def delete_all(self) -> None:
+        titles = await self.r.zrange(REF_INDEX, 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for start in range(0, len(titles), 1000):
+            pipe.delete(*[f"ref:{t}" for t in titles[start : start + 1000]])
+        pipe.delete(REF_INDEX)
+        await pipe.execute()
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    count: int
+    ours: list[float] = field(default_factory=list)
+    ref: list[float] = field(default_factory=list)
+    ours_commands: int = 0
+    ref_commands: int = 0
+
+
+def commands_sent(raw: redis.Redis) -> tuple[int, int]:
+    """(scripts run, all commands run) so far, from INFO commandstats.
+
+    Commands a script runs are counted by the server too; the library sends nothing but
+    EVALSHA (and SCRIPT LOAD once), so its round-trip commands are the scripts it ran.
+    """
+    stats = raw.info("commandstats")
+    scripts = sum(
+        stats.get(f"cmdstat_{name}", {"calls": 0})["calls"]
+        for name in ("evalsha", "eval", "script|load")
+    )
+    return scripts, sum(v["calls"] for v in stats.values())
+
+
+class Bench:
+    def __init__(self, url: str, n: int, repeat: int) -> None:
+        self.url, self.n, self.repeat = url, n, repeat
+        self.raw = redis.Redis.from_url(url)
+        self.store = Store(name="bench", redis_config=RedisConfig.from_url(url))
+        self.store.register_model(Book)
+        self.reference = Reference(redis.asyncio.Redis.from_url(url, decode_responses=True))
+        self.results: dict[str, Result] = {}
+
+    async def measure(
+        self,
+        name: str,
+        unit: str,
+        count: int,
+        ours: Callable[[], Awaitable[Any]],
+        ref: Callable[[], Awaitable[Any]],
+        setup: Callable[[], Awaitable[Any]] | None = None,
+        record: bool = True,
+    ) -> None:
+        result = self.results.setdefault(name, Result(name, unit, count))
+        for side, run in (("ours", ours), ("ref", ref)):
+            if setup is not None:
+                await setup()
+            gc.collect()
+            scripts_before, all_before = commands_sent(self.raw)
+            start = time.perf_counter()
+            await run()
+            elapsed = time.perf_counter() - start
+            scripts_after, all_after = commands_sent(self.raw)
+            # ours: the scripts it sent; the reference: every command (minus our INFO)
+            sent = scripts_after - scripts_before if side == "ours" else all_after - all_before - 1
+            if record:
+                getattr(result, side).append(count / elapsed)
+                setattr(result, f"{side}_commands", sent)
+
+    async def measure_blocks(
+        self,
+        name: str,
+        unit: str,
+        count: int,
+        ours: Callable[[int], Awaitable[Any]],
+        ref: Callable[[int], Awaitable[Any]],
+        record: bool = True,
+        block: int = 100,
+    ) -> None:
+        """For operations bound by round trips: the two sides alternate every `block`
+        operations, so that both see the same drift of the machine's network latency."""
+        result = self.results.setdefault(name, Result(name, unit, count))
+        spent = {"ours": 0.0, "ref": 0.0}
+        sent = {"ours": 0, "ref": 0}
+        for first in range(0, count, block):
+            for side, step in (("ours", ours), ("ref", ref)):
+                scripts_before, all_before = commands_sent(self.raw)
+                start = time.perf_counter()
+                for i in range(first, min(first + block, count)):
+                    await step(i)
+                spent[side] += time.perf_counter() - start
+                scripts_after, all_after = commands_sent(self.raw)
+                sent[side] += (
+                    scripts_after - scripts_before if side == "ours" else all_after - all_before - 1
+                )
+        if record:
+            for side in ("ours", "ref"):
+                getattr(result, side).append(count / spent[side])
+                setattr(result, f"{side}_commands", sent[side])
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.reference.r.aclose()
+        self.raw.close()
+
+
+async def run_operations(bench: Bench, record: bool) -> None:
+    n = bench.n
+    ours_books = [Book(**book_fields(i)) for i in range(n)]
+    ref_books = [RefBook(**book_fields(i)) for i in range(n)]
+    ids = [[f"title-{(j * 7919 + k * 101) % n:07d}" for k in range(100)] for j in range(100)]
+    reference = bench.reference
+
+    async def construct_ours() -> None:
+        for i in range(n):
+            Book(**book_fields(i))
+
+    async def construct_ref() -> None:
+        for i in range(n):
+            RefBook(**book_fields(i))
+
+    # Construction costs include building the keyword arguments; both pay the same.
+    await bench.measure(
+        "construct N models (no Redis)", "models", n, construct_ours, construct_ref, record=record
+    )
+
+    async def clear() -> None:
+        bench.raw.flushdb()
+
+    await bench.measure(
+        "bulk insert N",
+        "records",
+        n,
+        lambda: Book.insert(ours_books),
+        lambda: reference.insert(ref_books),
+        setup=clear,
+        record=record,
+    )
+    await Book.insert(ours_books)
+    await reference.insert(ref_books)
+    await bench.measure(
+        "select all N", "records", n, Book.select, reference.select_all, record=record
+    )
+
+    async def ids_ours() -> None:
+        for chunk in ids:
+            await Book.select(ids=chunk)
+
+    async def ids_ref() -> None:
+        for chunk in ids:
+            await reference.select_ids(chunk)
+
+    await bench.measure(
+        "select 100 ids x 100", "records", 100 * 100, ids_ours, ids_ref, record=record
+    )
+    await bench.measure(
+        "select 2 columns of N",
+        "records",
+        n,
+        lambda: Book.select(columns=["author", "price"]),
+        reference.select_columns,
+        record=record,
+    )
+
+    saves = 2000
+    one, ref_one = ours_books[0], ref_books[0]
+
+    async def save_ours(i: int) -> None:
+        one.price = float(i)
+        await one.save()
+
+    async def save_ref(i: int) -> None:
+        ref_one.price = float(i)
+        await reference.save(ref_one)
+
+    await bench.measure_blocks(
+        "2,000 sequential save()", "saves", saves, save_ours, save_ref, record=record
+    )
+
+    synced = Book(**book_fields(0))
+    plain = RefBook(**book_fields(0))
+
+    async def burst_ours() -> None:
+        synced.set_auto_sync(True)
+        for i in range(saves):
+            synced.price = float(i)
+        await bench.store.flush()
+        synced.set_auto_sync(False)
+
+    async def burst_ref() -> None:
+        for i in range(saves):
+            plain.price = float(i)
+        await reference.save_field(plain, "price")
+
+    await bench.measure(
+        "2,000 auto-synced assignments + 1 flush",
+        "assignments",
+        saves,
+        burst_ours,
+        burst_ref,
+        record=record,
+    )
+
+    # The reference persists a changed record the hand-written way: its save().
+    async def pair_ours(i: int) -> None:
+        synced.price = float(i)
+        await bench.store.flush()
+
+    async def pair_ref(i: int) -> None:
+        plain.price = float(i)
+        await reference.save(plain)
+
+    synced.set_auto_sync(True)
+    await bench.measure_blocks(
+        "2,000 assignment + flush pairs", "pairs", saves, pair_ours, pair_ref, record=record
+    )
+    synced.set_auto_sync(False)
+
+    assignments = 200_000
+    quiet = Book(**book_fields(1))
+
+    async def assign_ours() -> None:
+        for i in range(assignments):
+            quiet.price = i
+
+    async def assign_ref() -> None:
+        for i in range(assignments):
+            plain.price = i
+
+    await bench.measure(
+        "assignment, automatic saving off",
+        "assignments",
+        assignments,
+        assign_ours,
+        assign_ref,
+        record=record,
+    )
+
+    async def refill() -> None:
+        await Book.insert(ours_books)
+        await reference.insert(ref_books)
+
+    await bench.measure(
+        "delete all N", "records", n, Book.delete, reference.delete_all, setup=refill, record=record
+    )
+
+
+# -- extra measurements -----------------------------------------------------------------------
+
+
+async def peak_memory(bench: Bench, n: int) -> tuple[int, int]:
+    bench.raw.flushdb()
+    await Book.insert([Book(**book_fields(i)) for i in range(n)])
+    await bench.reference.insert([RefBook(**book_fields(i)) for i in range(n)])
+    peaks = []
+    for run in (Book.select, bench.reference.select_all):
+        gc.collect()
+        tracemalloc.start()
+        found = await run()
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert found is not None
+        assert len(found) == n
+        del found
+    bench.raw.flushdb()
+    return peaks[0], peaks[1]
+
+
+async def longest_server_call(bench: Bench) -> tuple[float, str]:
+    """The slowest single command the library sent, by the server's own SLOWLOG."""
+    bench.raw.flushdb()
+    books = [Book(**book_fields(i)) for i in range(bench.n)]
+    bench.raw.config_set("slowlog-log-slower-than", 0)
+    bench.raw.config_set("slowlog-max-len", 100_000)
+    bench.raw.slowlog_reset()
+    await Book.insert(books)
+    await Book.select()
+    await Book.select(columns=["author", "price"])
+    await Book.delete()
+    entries = bench.raw.slowlog_get(100_000)
+    bench.raw.config_set("slowlog-log-slower-than", 10_000)
+    slowest = max(entries, key=lambda e: e["duration"])
+    command = slowest["command"]
+    name = command.split(b" ")[0].decode() if isinstance(command, bytes) else str(command)
+    return slowest["duration"] / 1000, name
+
+
+async def scaling(bench: Bench, sizes: list[int]) -> list[tuple[int, float, float, float, float]]:
+    rows = []
+    for n in sizes:
+        bench.raw.flushdb()
+        ours_books = [Book(**book_fields(i)) for i in range(n)]
+        ref_books = [RefBook(**book_fields(i)) for i in range(n)]
+        runs: list[Callable[[], Awaitable[Any]]] = [
+            partial(Book.insert, ours_books),
+            partial(bench.reference.insert, ref_books),
+            Book.select,
+            bench.reference.select_all,
+        ]
+        timings = []
+        for run in runs:
+            gc.collect()
+            start = time.perf_counter()
+            await run()
+            timings.append((time.perf_counter() - start) / n * 1e6)
+        rows.append((n, *timings))
+    bench.raw.flushdb()
+    return rows
+
+
+async def crowded(bench: Bench, n: int, others: int) -> tuple[float, float]:
+    """select-all with and without a million unrelated keys in the same database."""
+    bench.raw.flushdb()
+    await Book.insert([Book(**book_fields(i)) for i in range(n)])
+    rates = []
+    for populate in (False, True):
+        if populate:
+            bench.raw.execute_command("DEBUG", "POPULATE", others, "unrelated")
+        samples = []
+        for _ in range(3):
+            start = time.perf_counter()
+            await Book.select()
+            samples.append(n / (time.perf_counter() - start))
+        rates.append(statistics.median(samples))
+    bench.raw.flushdb()
+    return rates[0], rates[1]
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def print_table(results: dict[str, Result]) -> None:
+    header = (
+        "operation",
+        "unit/s",
+        "ours median",
+        "ours min",
+        "ours max",
+        "ref median",
+        "ref min",
+        "ref max",
+        "ours/ref",
+        "cmds ours",
+        "cmds ref",
+    )
+    rows = []
+    for r in results.values():
+        ours_m, ref_m = statistics.median(r.ours), statistics.median(r.ref)
+        rows.append(
+            (
+                r.name,
+                r.unit,
+                fmt(ours_m),
+                fmt(min(r.ours)),
+                fmt(max(r.ours)),
+                fmt(ref_m),
+                fmt(min(r.ref)),
+                fmt(max(r.ref)),
+                f"{ours_m / ref_m:.2f}x",
+                fmt(r.ours_commands),
+                fmt(r.ref_commands),
+            )
+        )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def ratio(results: dict[str, Result], ours: str, ref: str | None = None) -> float:
+    return statistics.median(results[ours].ours) / statistics.median(results[ref or ours].ref)
+
+
+def print_targets(results: dict[str, Result]) -> None:
+    """The targets of the benchmark issue, computed as it defines them."""
+    rows = [
+        ("bulk insert", ratio(results, "bulk insert N"), 1.3),
+        ("select all", ratio(results, "select all N"), 1.8),
+        ("select columns", ratio(results, "select 2 columns of N"), 1.8),
+        ("select by ids", ratio(results, "select 100 ids x 100"), 1.5),
+        ("save()", ratio(results, "2,000 sequential save()"), 0.9),
+        (
+            "model construction vs plain pydantic",
+            ratio(results, "construct N models (no Redis)"),
+            0.8,
+        ),
+        (
+            "assignment, saving off, vs plain pydantic",
+            ratio(results, "assignment, automatic saving off"),
+            0.5,
+        ),
+        (
+            "assignment+flush pairs vs the reference's save()",
+            ratio(results, "2,000 assignment + flush pairs", "2,000 sequential save()"),
+            0.9,
+        ),
+    ]
+    burst = statistics.median(results["2,000 auto-synced assignments + 1 flush"].ours)
+    print("| target | measured | wanted | met |")
+    print("|---|---|---|---|")
+    for name, value, wanted in rows:
+        print(f"| {name} | {value:.2f}x | >= {wanted}x | {'yes' if value >= wanted else 'NO'} |")
+    print(
+        f"| auto-synced burst (2,000 + flush) | {fmt(burst)}/s | >= 100,000/s | "
+        f"{'yes' if burst >= 100_000 else 'NO'} |"
+    )
+
+
+def start_server() -> tuple[str, subprocess.Popen[bytes] | None, str | None]:
+    url = os.environ.get("BENCH_REDIS_URL")
+    if url:
+        return url, None, None
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed; set BENCH_REDIS_URL to a Redis to use")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    directory = tempfile.mkdtemp(prefix="pa-bench-")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+            "--enable-debug-command",
+            "local",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    return f"redis://127.0.0.1:{port}/0", process, directory
+
+
+async def main(args: argparse.Namespace) -> None:
+    url, process, directory = start_server()
+    bench = Bench(url, args.n, args.repeat)
+    try:
+        info = bench.raw.info("server")
+        print(
+            f"# pydantic-aioredis benchmark: N = {args.n:,}, {args.repeat} repetitions "
+            "after 1 warm-up, ours and reference interleaved"
+        )
+        print(
+            f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, pydantic {pydantic.VERSION}, "
+            f"redis-py {redis.__version__}, Redis {info['redis_version']}"
+        )
+        print()
+        await run_operations(bench, record=False)
+        for _ in range(args.repeat):
+            await run_operations(bench, record=True)
+        print_table(bench.results)
+        print()
+        print_targets(bench.results)
+        if args.quick:
+            return
+        print()
+        big = args.big
+        ours_peak, ref_peak = await peak_memory(bench, big)
+        print(
+            f"peak memory of select-all, N = {big:,}: ours {ours_peak / 2**20:.1f} MiB, "
+            f"reference {ref_peak / 2**20:.1f} MiB, ratio {ours_peak / ref_peak:.2f}x"
+        )
+        millis, name = await longest_server_call(bench)
+        print(
+            f"longest single server-side call (insert, select, columns, delete of N): "
+            f"{millis:.2f} ms ({name})"
+        )
+        print()
+        print("scaling, microseconds per record:")
+        print("| N | insert ours | insert ref | select-all ours | select-all ref |")
+        print("|---|---|---|---|---|")
+        for n, *timings in await scaling(bench, [1_000, 10_000, big]):
+            print(f"| {n:,} | " + " | ".join(f"{t:.1f}" for t in timings) + " |")
+        print()
+        quiet, busy = await crowded(bench, args.n, 1_000_000)
+        print(
+            f"select-all of N = {args.n:,}: {fmt(quiet)} records/s alone, {fmt(busy)} records/s "
+            f"beside 1,000,000 unrelated keys ({busy / quiet:.2f}x)"
+        )
+    finally:
+        await bench.close()
+        if process is not None:
+            process.kill()
+            process.wait()
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="records per operation")
+    parser.add_argument("--repeat", type=int, default=5, help="measured repetitions")
+    parser.add_argument("--big", type=int, default=100_000, help="N of the memory/scaling run")
+    parser.add_argument("--quick", action="store_true", help="only the operations table")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
