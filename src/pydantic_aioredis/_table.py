@@ -220,9 +220,10 @@ class ModelTable(Generic[M]):
     async def _delete_all(self) -> int:
         # Each call deletes the first records of the index; several go per round trip
         # (the ones that find the index empty do nothing).
-        deleted, left = 0, 1
         calls = [ScriptCall(DELETE_ALL, self._index_keys, (self.keys.namespace, WRITE_CHUNK))] * 8
-        while left:
-            for count, left in await self.store.execute(calls):
-                deleted += count
-        return deleted
+        deleted = 0
+        while True:
+            replies = await self.store.execute(calls)
+            deleted += sum(int(count) for count, _ in replies)
+            if replies[-1][1] == 0:  # no index entries left
+                return deleted

@@ -1,0 +1,51 @@
+"""The benchmark runs end to end (at a tiny size: it measures nothing here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import REDIS_SERVER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
+def test_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--n",
+            "300",
+            "--repeat",
+            "1",
+            "--big",
+            "600",
+            "--saves",
+            "20",
+            "--assignments",
+            "1000",
+            "--crowd",
+            "1000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in (
+        "| bulk insert N | records |",
+        "| select all | ",
+        "peak memory",
+        "longest single server-side call",
+        "| 600 |",
+        "beside 1,000 unrelated",
+    ):
+        assert expected in result.stdout, expected
