@@ -215,22 +215,23 @@ class Bench:
         name: str,
         unit: str,
         count: int,
-        ours: Callable[[int], Awaitable[Any]],
-        ref: Callable[[int], Awaitable[Any]],
+        ours: Callable[[int, int], Awaitable[Any]],
+        ref: Callable[[int, int], Awaitable[Any]],
         record: bool = True,
-        block: int = 100,
+        blocks: int = 20,
     ) -> None:
-        """For operations bound by round trips: the two sides alternate every `block`
-        operations, so that both see the same drift of the machine's network latency."""
+        """The two sides alternate in `blocks` slices of the operations (each side runs
+        `ours(start, stop)`), so that both see the same drift of this shared machine."""
         result = self.results.setdefault(name, Result(name, unit, count))
         spent = {"ours": 0.0, "ref": 0.0}
         sent = {"ours": 0, "ref": 0}
-        for first in range(0, count, block):
-            for side, step in (("ours", ours), ("ref", ref)):
+        size = max(1, count // blocks)
+        for first in range(0, count, size):
+            for side, run in (("ours", ours), ("ref", ref)):
                 scripts_before, all_before = commands_sent(self.raw)
+                gc.collect()
                 start = time.perf_counter()
-                for i in range(first, min(first + block, count)):
-                    await step(i)
+                await run(first, min(first + size, count))
                 spent[side] += time.perf_counter() - start
                 scripts_after, all_after = commands_sent(self.raw)
                 sent[side] += (
@@ -254,16 +255,17 @@ async def run_operations(bench: Bench, record: bool) -> None:
     ids = [[f"title-{(j * 7919 + k * 101) % n:07d}" for k in range(100)] for j in range(100)]
     reference = bench.reference
 
-    async def construct_ours() -> None:
-        for i in range(n):
-            Book(**book_fields(i))
+    arguments = [book_fields(i) for i in range(n)]
 
-    async def construct_ref() -> None:
-        for i in range(n):
-            RefBook(**book_fields(i))
+    async def construct_ours(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            Book(**arguments[i])
 
-    # Construction costs include building the keyword arguments; both pay the same.
-    await bench.measure(
+    async def construct_ref(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            RefBook(**arguments[i])
+
+    await bench.measure_blocks(
         "construct N models (no Redis)", "models", n, construct_ours, construct_ref, record=record
     )
 
@@ -307,13 +309,15 @@ async def run_operations(bench: Bench, record: bool) -> None:
 
     one, ref_one = ours_books[0], ref_books[0]
 
-    async def save_ours(i: int) -> None:
-        one.price = float(i)
-        await one.save()
+    async def save_ours(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            one.price = float(i)
+            await one.save()
 
-    async def save_ref(i: int) -> None:
-        ref_one.price = float(i)
-        await reference.save(ref_one)
+    async def save_ref(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            ref_one.price = float(i)
+            await reference.save(ref_one)
 
     await bench.measure_blocks(
         "sequential save()", "saves", saves, save_ours, save_ref, record=record
@@ -344,13 +348,15 @@ async def run_operations(bench: Bench, record: bool) -> None:
     )
 
     # The reference persists a changed record the hand-written way: its save().
-    async def pair_ours(i: int) -> None:
-        synced.price = float(i)
-        await bench.store.flush()
+    async def pair_ours(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            synced.price = float(i)
+            await bench.store.flush()
 
-    async def pair_ref(i: int) -> None:
-        plain.price = float(i)
-        await reference.save(plain)
+    async def pair_ref(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            plain.price = float(i)
+            await reference.save(plain)
 
     synced.set_auto_sync(True)
     await bench.measure_blocks(
@@ -360,15 +366,15 @@ async def run_operations(bench: Bench, record: bool) -> None:
 
     quiet = Book(**book_fields(1))
 
-    async def assign_ours() -> None:
-        for i in range(assignments):
+    async def assign_ours(start: int, stop: int) -> None:
+        for i in range(start, stop):
             quiet.price = i
 
-    async def assign_ref() -> None:
-        for i in range(assignments):
+    async def assign_ref(start: int, stop: int) -> None:
+        for i in range(start, stop):
             plain.price = i
 
-    await bench.measure(
+    await bench.measure_blocks(
         "assignment, automatic saving off",
         "assignments",
         assignments,
@@ -455,29 +461,41 @@ class CrowdedBook(Book):
     _table_name: str = "book"
 
 
-async def crowded(bench: Bench, n: int, others: int) -> tuple[float, float]:
+async def crowded(bench: Bench, n: int, others: int) -> dict[str, float]:
     """select-all of the same records in two databases, one of which also holds `others`
-    unrelated keys; the two alternate, so that both see the same machine."""
+    unrelated keys, for the library and the reference; all four alternate."""
     bench.raw.flushdb()
     crowded_url = bench.url.rsplit("/", 1)[0] + "/1"
     crowded_raw = redis.Redis.from_url(crowded_url)
     crowded_raw.flushdb()
     store = Store(name="crowded", redis_config=RedisConfig.from_url(crowded_url))
     store.register_model(CrowdedBook)
+    crowded_ref = Reference(redis.asyncio.Redis.from_url(crowded_url, decode_responses=True))
+    ref_books = [RefBook(**book_fields(i)) for i in range(n)]
     await Book.insert([Book(**book_fields(i)) for i in range(n)])
     await CrowdedBook.insert([CrowdedBook(**book_fields(i)) for i in range(n)])
+    await bench.reference.insert(ref_books)
+    await crowded_ref.insert(ref_books)
     crowded_raw.execute_command("DEBUG", "POPULATE", others, "unrelated")
-    samples: dict[str, list[float]] = {"alone": [], "crowded": []}
+    runs = {
+        "ours alone": Book.select,
+        "ours crowded": CrowdedBook.select,
+        "ref alone": bench.reference.select_all,
+        "ref crowded": crowded_ref.select_all,
+    }
+    samples: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(7):
-        for label, select in (("alone", Book.select), ("crowded", CrowdedBook.select)):
+        for label, select in runs.items():
+            gc.collect()
             start = time.perf_counter()
             await select()
             samples[label].append(n / (time.perf_counter() - start))
     await store.close()
+    await crowded_ref.r.aclose()
     crowded_raw.flushdb()
     crowded_raw.close()
     bench.raw.flushdb()
-    return statistics.median(samples["alone"]), statistics.median(samples["crowded"])
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -648,11 +666,11 @@ async def main(args: argparse.Namespace) -> None:
         for n, *timings in await scaling(bench, [big // 100, big // 10, big]):
             print(f"| {n:,} | " + " | ".join(f"{t:.1f}" for t in timings) + " |")
         print()
-        quiet, busy = await crowded(bench, args.n, args.crowd)
-        print(
-            f"select-all of N = {args.n:,}: {fmt(quiet)} records/s alone, {fmt(busy)} records/s "
-            f"beside {args.crowd:,} unrelated keys ({busy / quiet:.2f}x)"
-        )
+        rates = await crowded(bench, args.n, args.crowd)
+        print(f"select-all of N = {args.n:,} beside {args.crowd:,} unrelated keys, records/s:")
+        for side in ("ours", "ref"):
+            alone, busy = rates[f"{side} alone"], rates[f"{side} crowded"]
+            print(f"  {side}: {fmt(alone)} alone, {fmt(busy)} crowded ({busy / alone:.2f}x)")
     finally:
         await bench.close()
         if process is not None:

@@ -46,6 +46,6 @@ def test_benchmark_smoke() -> None:
         "peak memory",
         "longest single server-side call",
         "| 600 |",
-        "beside 1,000 unrelated",
+        "beside 1,000 unrelated keys",
     ):
         assert expected in result.stdout, expected
