@@ -134,12 +134,25 @@ async def test_one_store_across_several_event_loops(redis_url: str) -> None:
     await store.close()
 
 
-@pytest.mark.parametrize("pk", ["__index", "__expiry", ""])
-async def test_reserved_and_empty_primary_keys_are_refused(store: Store, pk: str) -> None:
+@pytest.mark.parametrize("pk", ["__index", "__expiry", "x" * 4097])
+async def test_reserved_and_overlong_primary_keys_are_refused(store: Store, pk: str) -> None:
     store.register_model(Book)
     with pytest.raises(InvalidInputError, match="primary key"):
         await Book.insert(Book(title=pk, author="x"))
     assert await Book.count() == 0
+
+
+@pytest.mark.parametrize(
+    "pk", ["", " ", "a:b", "*", "?", "[x]", "line\nbreak", "ünïcødé ✓", "__indexx", "x" * 4096]
+)
+async def test_unusual_primary_keys_round_trip(store: Store, pk: str) -> None:
+    store.register_model(Book)
+    await Book.insert([Book(title=pk, author="x"), Book(title="z", author="y")])
+    assert await Book.select(ids=[pk]) == [Book(title=pk, author="x")]
+    assert [b.title for b in await Book.select() or []] == sorted([pk, "z"])
+    assert [b.title for b in await Book.select(skip=1) or []] == sorted([pk, "z"])[1:]
+    assert await Book.delete(ids=[pk]) == 1
+    assert [b.title for b in await Book.select() or []] == ["z"]
 
 
 async def test_keys_follow_the_documented_layout(store: Store, raw: redis.Redis) -> None:

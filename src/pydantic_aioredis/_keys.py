@@ -54,10 +54,8 @@ class KeySpace:
         """Return the primary key unchanged, or raise if it cannot name a record.
 
         Raises:
-            InvalidInputError: The key is empty, too long, or a reserved index name.
+            InvalidInputError: The key is too long, or a reserved index name.
         """
-        if not primary_key:
-            raise InvalidInputError(f"{self.model_name}: the primary key may not be empty")
         if len(primary_key) > MAX_PRIMARY_KEY_LENGTH:
             raise InvalidInputError(
                 f"{self.model_name}: the primary key is {len(primary_key)} characters long; "

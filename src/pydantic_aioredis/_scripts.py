@@ -125,8 +125,10 @@ local function check_type(key, want)
 end
 """
 
-# KEYS: index, expiry. ARGV: namespace, n, field names (n), then per record:
-# pk, ttl in ms (0: none), n values. Returns the number of records written.
+# KEYS: index, expiry. ARGV: namespace, mode, n, field names (n), then per record:
+# pk, ttl in ms (0: none), n values. Returns the number of records written, or -1 when the
+# mode's condition does not hold (and nothing was written). Modes: 'set' writes, 'nx' only
+# if none of the records exists, 'xx' only if all of them exist.
 # Every key's type is checked before anything is written, so that a bad key fails the
 # call whole instead of leaving half of the records written.
 WRITE_RECORDS = LuaScript(
@@ -134,8 +136,8 @@ WRITE_RECORDS = LuaScript(
     _NOW
     + _CHECK_TYPE
     + """
-local ns, n = ARGV[1], tonumber(ARGV[2])
-local first, stride = 3 + n, n + 2
+local ns, mode, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local first, stride = 4 + n, n + 2
 local err = check_type(KEYS[1], 'zset') or check_type(KEYS[2], 'zset')
 if err then return err end
 local keys, existed = {}, {}
@@ -147,10 +149,11 @@ for i = first, #ARGV, stride do
   end
   keys[#keys + 1] = key
   existed[#keys] = t == 'hash'
+  if (mode == 'nx' and t == 'hash') or (mode == 'xx' and t == 'none') then return -1 end
 end
 local expiring = redis.call('EXISTS', KEYS[2]) == 1
 local args, members = {}, {}
-for j = 1, n do args[2 * j - 1] = ARGV[2 + j] end
+for j = 1, n do args[2 * j - 1] = ARGV[3 + j] end
 local now = now_ms()
 local r = 0
 for i = first, #ARGV, stride do

@@ -7,7 +7,9 @@ its codec, and turns each operation into bounded script calls (see `_scripts`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import gc
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
@@ -32,7 +34,29 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelTable"]
 
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while pydantic-core builds a chunk of models.
+
+    Building many models triggers collections that traverse every live object, again and
+    again: measured here, a quarter of the time of reading 100,000 records. The models
+    built hold no reference cycles, and the pause lasts one chunk (a few ms).
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 M = TypeVar("M", bound="Model")
+
+# A sorted set holds at most 2**32 - 1 members; ranks beyond it find nothing.
+_MAX_RANK = 2**32
 
 # (primary key, encoded field values in field order)
 Encoded = tuple[str, list[str | bytes]]
@@ -55,7 +79,7 @@ class ModelTable(Generic[M]):
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_text = self.codec._raw[self._pk_index]
         self._index_keys = (self.keys.index_key, self.keys.expiry_key)
-        self._fields_header = (self.keys.namespace, len(self.codec.names), *self.codec.names)
+        self._fields_header = (len(self.codec.names), *self.codec.names)
 
     def __repr__(self) -> str:
         return f"ModelTable({self.model.__name__}, {self.keys!r})"
@@ -103,12 +127,18 @@ class ModelTable(Generic[M]):
             pairs += self.codec.encode_fields(instance, names)
         return pairs
 
-    def write_calls(self, records: Sequence[Encoded], ttl_ms: int) -> list[ScriptCall]:
-        """Script calls that write whole records with their index entries."""
+    def write_calls(
+        self, records: Sequence[Encoded], ttl_ms: int, mode: str = "set"
+    ) -> list[ScriptCall]:
+        """Script calls that write whole records with their index entries.
+
+        `mode` "nx" writes only records that do not exist yet, "xx" only ones that do
+        (for one record: with several, a call writes all of its records or none).
+        """
         ttl = str(ttl_ms)
         calls = []
         for start in range(0, len(records), WRITE_CHUNK):
-            args: list[Any] = list(self._fields_header)
+            args: list[Any] = [self.keys.namespace, mode, *self._fields_header]
             for pk, values in records[start : start + WRITE_CHUNK]:
                 args.append(pk)
                 args.append(ttl)
@@ -129,6 +159,25 @@ class ModelTable(Generic[M]):
         await self.store.execute(self.write_calls(encoded, ttl_ms))
         return len(encoded)
 
+    async def create(self, instance: M) -> bool:
+        """Write a record that does not exist yet; False (nothing written) if it does."""
+        calls = self.write_calls([self.encode_whole(instance)], self.store.default_ttl_ms, "nx")
+        (written,) = await self.store.execute(calls)
+        return bool(written == 1)
+
+    async def replace(self, instance: M) -> bool:
+        """Write a record whole if it exists; False (nothing written) if it does not."""
+        calls = self.write_calls([self.encode_whole(instance)], self.store.default_ttl_ms, "xx")
+        (written,) = await self.store.execute(calls)
+        return bool(written == 1)
+
+    async def update_fields(self, instance: M, names: Iterable[str]) -> bool:
+        """Write some fields of an existing record; False (nothing written) if it is gone."""
+        pk = self.primary_key(instance)
+        call = self.update_call([(pk, self.codec.encode_fields(instance, names))])
+        (missing,) = await self.store.execute([call])
+        return not missing
+
     # -- reading -------------------------------------------------------------------------
 
     def columns(self, columns: Sequence[str] | None) -> list[str] | None:
@@ -148,7 +197,7 @@ class ModelTable(Generic[M]):
         self, ids: Any, columns: list[str] | None, skip: int | None, limit: int | None
     ) -> list[Any]:
         fields = columns if columns is not None else list(self.codec.names)
-        rows: list[Any] = []
+        found: list[Any] = []
         if ids is not None:
             pks = self.primary_keys(ids)
             calls = [
@@ -160,32 +209,38 @@ class ModelTable(Generic[M]):
                 for i in range(0, len(pks), READ_CHUNK)
             ]
             for reply in await self.store.execute(calls) if calls else []:
-                rows += self._rows_of(reply)
-            pks_page = rows
+                found += self._decode(columns, self._rows_of(reply))
         else:
-            pks_page = await self._read_range(fields, skip or 0, limit)
-        key_of = self.keys.record_key
-        if columns is not None:
-            return self.codec.decode_columns(columns, pks_page, key_of)
-        return self.codec.decode_rows(pks_page, key_of)
+            async for rows in self._read_range(fields, skip or 0, limit):
+                found += self._decode(columns, rows)
+        return found
 
-    async def _read_range(self, fields: list[str], skip: int, limit: int | None) -> list[Any]:
+    def _decode(self, columns: list[str] | None, rows: list[Any]) -> list[Any]:
+        # Decoded chunk by chunk, so that only one chunk of raw replies is alive at a time.
+        with _cyclic_gc_paused():
+            if columns is not None:
+                return self.codec.decode_columns(columns, rows, self.keys.record_key)
+            return self.codec.decode_rows(rows, self.keys.record_key)
+
+    async def _read_range(
+        self, fields: list[str], skip: int, limit: int | None
+    ) -> AsyncIterator[list[Any]]:
         # The first call finds the page start by rank; the following ones continue after
         # the last primary key seen (a lex cursor), which concurrent inserts cannot shift.
-        rows: list[Any] = []
+        if skip >= _MAX_RANK:
+            return  # no index is that long (and Lua numbers are doubles)
         mode, start, left = "rank", str(skip), limit
         while left is None or left > 0:
             count = READ_CHUNK if left is None else min(left, READ_CHUNK)
             args = (self.keys.namespace, mode, start, count, *fields)
             (reply,) = await self.store.execute([ScriptCall(READ_RANGE, self._index_keys, args)])
             last, scanned = reply[0], reply[1]
-            rows += self._rows_of(reply)
+            yield self._rows_of(reply)
             if left is not None:
                 left -= scanned
             if scanned < count or not last:
                 break
             mode, start = "lex", "(" + last
-        return rows
 
     def _rows_of(self, reply: list[Any]) -> list[Any]:
         bad = reply[2]

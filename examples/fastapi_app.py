@@ -1,0 +1,47 @@
+"""A FastAPI app serving Book records: `uvicorn examples.fastapi_app:app`.
+
+It keeps its data in REDIS_URL (e.g. redis://localhost:6379/5) when that is set, and in the
+embedded in-memory backend otherwise.
+"""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+
+from fastapi import FastAPI
+
+from pydantic_aioredis import RedisConfig, Store
+from pydantic_aioredis.ext.fastapi import CRUDRouter, FastAPIModel
+
+
+class Book(FastAPIModel):
+    _primary_key_field: str = "title"
+    title: str
+    author: str
+    published_on: date | None = None
+    in_stock: bool = True
+
+
+store = Store(
+    name="books", redis_config=RedisConfig.from_url(os.environ.get("REDIS_URL", "memory://"))
+)
+store.register_model(Book)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await store.close()
+
+
+app = FastAPI(title="Books", lifespan=lifespan)
+# GET/POST /book/, GET/PUT/PATCH/DELETE /book/{title}
+app.include_router(CRUDRouter(Book, max_limit=100))
+
+
+@app.get("/authors/{title}", responses={404: {"description": "No such book"}})
+async def author_of(title: str) -> str:
+    """The author of one book; 404 "Book not found" when there is no such book."""
+    (book,) = await Book.select_or_404(ids=[title])
+    return book.author
