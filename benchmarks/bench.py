@@ -26,9 +26,7 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -41,6 +39,7 @@ import pydantic
 import redis
 import redis.asyncio
 from pydantic import BaseModel
+from tests.servers import RedisServer
 
 from pydantic_aioredis import Model, RedisConfig, Store
 
@@ -582,50 +581,18 @@ def print_targets(results: dict[str, Result]) -> None:
     )
 
 
-def start_server() -> tuple[str, subprocess.Popen[bytes] | None, str | None]:
+def start_server() -> tuple[str, RedisServer | None]:
     url = os.environ.get("BENCH_REDIS_URL")
     if url:
-        return url, None, None
-    binary = shutil.which("redis-server")
-    if binary is None:
+        return url, None
+    if shutil.which("redis-server") is None:
         sys.exit("redis-server is not installed; set BENCH_REDIS_URL to a Redis to use")
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    directory = tempfile.mkdtemp(prefix="pa-bench-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            directory,
-            "--enable-debug-command",
-            "local",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    return f"redis://127.0.0.1:{port}/0", process, directory
+    server = RedisServer(None, "--enable-debug-command", "local").start()
+    return server.url, server
 
 
 async def main(args: argparse.Namespace) -> None:
-    url, process, directory = start_server()
+    url, server = start_server()
     bench = Bench(url, args)
     try:
         info = bench.raw.info("server")
@@ -673,11 +640,8 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {side}: {fmt(alone)} alone, {fmt(busy)} crowded ({busy / alone:.2f}x)")
     finally:
         await bench.close()
-        if process is not None:
-            process.kill()
-            process.wait()
-        if directory is not None:
-            shutil.rmtree(directory, ignore_errors=True)
+        if server is not None:
+            server.cleanup()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

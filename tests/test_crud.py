@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 import redis
 
-from pydantic_aioredis import InvalidInputError, Store
+from pydantic_aioredis import InvalidInputError, RedisOperationError, Store
 from tests.models import Book, Library, books
 from tests.models_extra import Counter
 
@@ -170,3 +170,12 @@ async def test_non_str_primary_key(store: Store) -> None:
     assert await Counter.select(ids=["3"]) == [Counter(id=3, value="3")]
     with pytest.raises(InvalidInputError, match=r"Counter\.id"):
         await Counter.select(ids=["x"])
+
+
+async def test_a_batch_with_a_key_of_another_type_writes_nothing(raw: redis.Redis) -> None:
+    raw.set("book:book-00002", "written by another program")
+    with pytest.raises(RedisOperationError, match=r"WRONGTYPE key book:book-00002") as caught:
+        await Book.insert(books(5))
+    assert isinstance(caught.value.__cause__, redis.ResponseError)
+    assert raw.exists("book:book-00000", "book:book-00004", "book:__index") == 0
+    assert raw.get("book:book-00002") == "written by another program"

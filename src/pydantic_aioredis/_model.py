@@ -347,12 +347,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         Args:
             life_span_seconds: TTL of the record; default: the store's life span.
         """
-        table = _table_of(type(self))
-        if life_span_seconds is None:
-            table.store.pending.add_whole(table, table.primary_key(self), self)
-            await table.store.flush()
-        else:
-            await table.insert([self], life_span_seconds)
+        # The store sends what is queued first, so this write lands after earlier ones.
+        await _table_of(type(self)).insert([self], life_span_seconds)
 
     @asynccontextmanager
     async def update(self) -> AsyncIterator[Self]:

@@ -116,12 +116,16 @@ local function read_rows(ns, index, pks, fields, rows, bad)
 end
 """
 
+# Returns an error reply when `key` holds something other than `want` (or nothing),
+# and the key's type.
 _CHECK_TYPE = """
 local function check_type(key, want)
   local t = redis.call('TYPE', key).ok
   if t ~= want and t ~= 'none' then
-    return redis.error_reply('WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a ' .. want)
+    local message = 'WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a ' .. want
+    return redis.error_reply(message), t
   end
+  return nil, t
 end
 """
 
@@ -138,23 +142,23 @@ WRITE_RECORDS = LuaScript(
     + """
 local ns, mode, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local first, stride = 4 + n, n + 2
-local err = check_type(KEYS[1], 'zset') or check_type(KEYS[2], 'zset')
+local err = check_type(KEYS[1], 'zset')
 if err then return err end
+local err2, expiry_type = check_type(KEYS[2], 'zset')
+if err2 then return err2 end
+local expiring = expiry_type == 'zset'  -- records of this model have TTLs only if so
 local keys, existed = {}, {}
 for i = first, #ARGV, stride do
   local key = ns .. ARGV[i]
-  local t = redis.call('TYPE', key).ok
-  if t ~= 'hash' and t ~= 'none' then
-    return redis.error_reply('WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a hash')
-  end
+  local bad, t = check_type(key, 'hash')
+  if bad then return bad end
   keys[#keys + 1] = key
   existed[#keys] = t == 'hash'
   if (mode == 'nx' and t == 'hash') or (mode == 'xx' and t == 'none') then return -1 end
 end
-local expiring = redis.call('EXISTS', KEYS[2]) == 1
 local args, members = {}, {}
 for j = 1, n do args[2 * j - 1] = ARGV[3 + j] end
-local now = now_ms()
+local now
 local r = 0
 for i = first, #ARGV, stride do
   r = r + 1
@@ -164,12 +168,13 @@ for i = first, #ARGV, stride do
   members[2 * r - 1] = 0
   members[2 * r] = pk
   if ttl > 0 then
+    now = now or now_ms()
     redis.call('PEXPIREAT', key, now + ttl)
     redis.call('ZADD', KEYS[2], now + ttl, pk)
     expiring = true
-  else
-    if existed[r] then redis.call('PERSIST', key) end
-    if expiring then redis.call('ZREM', KEYS[2], pk) end
+  elseif expiring and existed[r] then  -- it may have had a TTL: clear it
+    redis.call('PERSIST', key)
+    redis.call('ZREM', KEYS[2], pk)
   end
 end
 if r > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
