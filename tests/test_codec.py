@@ -404,3 +404,11 @@ async def test_round_trip_property(store: Store, item: Random) -> None:
     await Random.insert(item)
     assert await Random.select(ids=[item.id]) == [item]
     await Random.delete()
+
+
+async def test_a_bad_record_in_a_long_read_stops_it_cleanly(raw: redis.Redis) -> None:
+    await Everything.insert([Everything(id=f"r{i:05d}") for i in range(1_200)])
+    raw.hset("everything:r00001", "number", "NaN-ish")
+    with pytest.raises(CorruptRecordError, match="everything:r00001"):
+        await Everything.select()  # the next chunk's read was already under way
+    assert len(await Everything.select(skip=2) or []) == 1_198

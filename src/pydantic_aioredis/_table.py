@@ -7,8 +7,9 @@ its codec, and turns each operation into bounded script calls (see `_scripts`).
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -211,8 +212,7 @@ class ModelTable(Generic[M]):
             for reply in await self.store.execute(calls) if calls else []:
                 found += self._decode(columns, self._rows_of(reply))
         else:
-            async for rows in self._read_range(fields, skip or 0, limit):
-                found += self._decode(columns, rows)
+            found = await self._read_range(fields, skip or 0, limit, columns)
         return found
 
     def _decode(self, columns: list[str] | None, rows: list[Any]) -> list[Any]:
@@ -223,24 +223,49 @@ class ModelTable(Generic[M]):
             return self.codec.decode_rows(rows, self.keys.record_key)
 
     async def _read_range(
-        self, fields: list[str], skip: int, limit: int | None
-    ) -> AsyncIterator[list[Any]]:
+        self, fields: list[str], skip: int, limit: int | None, columns: list[str] | None
+    ) -> list[Any]:
         # The first call finds the page start by rank; the following ones continue after
         # the last primary key seen (a lex cursor), which concurrent inserts cannot shift.
+        # Each next call is sent before the chunk in hand is decoded, so that the server
+        # reads while Python validates.
         if skip >= _MAX_RANK:
-            return  # no index is that long (and Lua numbers are doubles)
-        mode, start, left = "rank", str(skip), limit
-        while left is None or left > 0:
-            count = READ_CHUNK if left is None else min(left, READ_CHUNK)
-            args = (self.keys.namespace, mode, start, count, *fields)
-            (reply,) = await self.store.execute([ScriptCall(READ_RANGE, self._index_keys, args)])
-            last, scanned = reply[0], reply[1]
-            yield self._rows_of(reply)
-            if left is not None:
-                left -= scanned
-            if scanned < count or not last:
-                break
-            mode, start = "lex", "(" + last
+            return []  # no index is that long (and Lua numbers are doubles)
+        found: list[Any] = []
+        left = limit
+        count = READ_CHUNK if left is None else min(left, READ_CHUNK)
+        request: asyncio.Task[list[Any]] | None = self._range_request(
+            fields, "rank", str(skip), count
+        )
+        try:
+            while request is not None:
+                (reply,) = await request
+                last, scanned, rows = reply[0], reply[1], self._rows_of(reply)
+                if left is not None:
+                    left -= scanned
+                request = None
+                if scanned == count and last and (left is None or left > 0):
+                    count = READ_CHUNK if left is None else min(left, READ_CHUNK)
+                    request = self._range_request(fields, "lex", "(" + last, count)
+                    # redis-py's command path passes a few awaits (connection checkout,
+                    # send) before the bytes reach the socket: give it a few loop turns.
+                    # Measured here, 50,000 records: 17 us/record with one turn, 10 with
+                    # four; more change nothing.
+                    for _ in range(4):
+                        await asyncio.sleep(0)
+                found += self._decode(columns, rows)
+        finally:
+            if request is not None:  # decoding failed: do not leave the read behind
+                request.cancel()
+                await asyncio.gather(request, return_exceptions=True)
+        return found
+
+    def _range_request(
+        self, fields: list[str], mode: str, start: str, count: int
+    ) -> asyncio.Task[list[Any]]:
+        args = (self.keys.namespace, mode, start, count, *fields)
+        call = ScriptCall(READ_RANGE, self._index_keys, args)
+        return asyncio.ensure_future(self.store.execute([call]))
 
     def _rows_of(self, reply: list[Any]) -> list[Any]:
         bad = reply[2]

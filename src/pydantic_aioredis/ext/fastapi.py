@@ -169,8 +169,18 @@ class CRUDRouter(APIRouter):
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
             responses[400] = {"description": "The body could not be read"}
-        self.add_api_route(path, route, methods=[method], responses=responses, **options)
+        name = f"{endpoint.__name__}_{self.model.__name__}"
+        self.add_api_route(path, route, methods=[method], responses=responses, name=name, **options)
         self._methods.setdefault(path, []).append(method)
+
+    def _item_route(
+        self, endpoint: Callable[..., Any], method: str, summary: str, **options: Any
+    ) -> None:
+        """A route on one record, `{prefix}/{pk}`: 404 when there is no such record."""
+        options.setdefault("response_model", self.model)
+        missing = {404: {"description": f"No such {self.model.__name__}"}}
+        self._route(f"/{{{self.pk_field}}}", endpoint, method, summary=summary,
+                    responses=missing, **options)  # fmt: skip
 
     def _add_method_not_allowed(self, path: str, methods: list[str]) -> None:
         # Starlette answers 405 with the methods of the first route on the path only; one
@@ -213,7 +223,6 @@ class CRUDRouter(APIRouter):
             "GET",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
-            name=f"list_{model.__name__}",
         )
 
     def _add_get(self) -> None:
@@ -225,15 +234,7 @@ class CRUDRouter(APIRouter):
                 raise not_found()
             return found[0]
 
-        self._route(
-            f"/{{{self.pk_field}}}",
-            get_record,
-            "GET",
-            response_model=model,
-            responses={404: {"description": f"No such {model.__name__}"}},
-            summary=f"Get one {model.__name__}",
-            name=f"get_{model.__name__}",
-        )
+        self._item_route(get_record, "GET", f"Get one {model.__name__}")
 
     def _add_create(self) -> None:
         model = self.model
@@ -257,7 +258,6 @@ class CRUDRouter(APIRouter):
             status_code=status.HTTP_201_CREATED,
             responses={409: {"description": f"The {model.__name__} exists already"}},
             summary=f"Create a {model.__name__}",
-            name=f"create_{model.__name__}",
         )
 
     def _add_replace(self) -> None:
@@ -273,18 +273,10 @@ class CRUDRouter(APIRouter):
                 raise not_found()
             return record
 
-        self._route(
-            f"/{{{pk_field}}}",
-            replace_record,
-            "PUT",
-            response_model=model,
-            responses={404: {"description": f"No such {model.__name__}"}},
-            summary=f"Replace a {model.__name__}",
-            name=f"replace_{model.__name__}",
-        )
+        self._item_route(replace_record, "PUT", f"Replace a {model.__name__}")
 
     def _add_update(self) -> None:
-        model, pk_field, not_found = self.model, self.pk_field, self._not_found
+        model, not_found = self.model, self._not_found
         update_model = self.update_model
 
         async def update_record(
@@ -300,15 +292,7 @@ class CRUDRouter(APIRouter):
                 raise not_found()  # deleted meanwhile
             return updated
 
-        self._route(
-            f"/{{{pk_field}}}",
-            update_record,
-            "PATCH",
-            response_model=model,
-            responses={404: {"description": f"No such {model.__name__}"}},
-            summary=f"Change fields of a {model.__name__}",
-            name=f"update_{model.__name__}",
-        )
+        self._item_route(update_record, "PATCH", f"Change fields of a {model.__name__}")
 
     def _add_delete_one(self) -> None:
         model, not_found = self.model, self._not_found
@@ -318,15 +302,13 @@ class CRUDRouter(APIRouter):
                 raise not_found()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-        self._route(
-            f"/{{{self.pk_field}}}",
+        self._item_route(
             delete_record,
             "DELETE",
+            f"Delete a {model.__name__}",
+            response_model=None,
             status_code=status.HTTP_204_NO_CONTENT,
             response_class=Response,
-            responses={404: {"description": f"No such {model.__name__}"}},
-            summary=f"Delete a {model.__name__}",
-            name=f"delete_{model.__name__}",
         )
 
     def _add_delete_all(self) -> None:
@@ -341,7 +323,6 @@ class CRUDRouter(APIRouter):
             "DELETE",
             response_model=Deleted,
             summary=f"Delete every {model.__name__}",
-            name=f"delete_all_{model.__name__}",
         )
 
 
