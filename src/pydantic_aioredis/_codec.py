@@ -195,28 +195,45 @@ class HashCodec(Generic[M]):
 
     # -- decoding ----------------------------------------------------------------------
 
-    def decode_rows(self, rows: Sequence[Any], key_of: Callable[[str], str]) -> list[M]:
+    def decode_rows(
+        self,
+        rows: Sequence[Any],
+        key_of: Callable[[str], str],
+        invalid: list[CorruptRecordError] | None = None,
+    ) -> list[M]:
         """Models from a flat reply `pk, v1..vn, pk, v1..vn, ...` (None: field missing).
+
+        Args:
+            rows: The reply.
+            key_of: Turns a primary key into its Redis key, for error messages.
+            invalid: None to raise at the first record that does not validate; a list to
+                skip such records and append their errors to it.
 
         Raises:
             CorruptRecordError: A record does not validate; it names the key and field.
         """
         if self._object_hook is not None:
-            return self._decode_with_hooks(rows, key_of)
+            return self._decode_with_hooks(rows, key_of, invalid)
         stride = len(self.names) + 1
-        documents = [
-            self._document(rows[i], rows[i + 1 : i + stride], key_of)
-            for i in range(0, len(rows), stride)
-        ]
+        records = []  # (pk, values, JSON document)
+        for i in range(0, len(rows), stride):
+            pk, values = rows[i], rows[i + 1 : i + stride]
+            try:
+                records.append((pk, values, self._document(pk, values, key_of)))
+            except CorruptRecordError as error:
+                _report(error, invalid)
         try:
-            return self._many.validate_json("[" + ",".join(documents) + "]", by_name=True)
+            batch = "[" + ",".join(document for _, _, document in records) + "]"
+            return self._many.validate_json(batch, by_name=True)
         except ValidationError:
             pass
-        for i, document in enumerate(documents):  # find the record at fault
-            self._validate_one(
-                document, rows[i * stride], rows[i * stride + 1 : (i + 1) * stride], key_of
-            )
-        raise AssertionError("unreachable: the batch failed but every record validated")
+        models = []  # the batch failed: validate record by record to find the culprits
+        for pk, values, document in records:
+            try:
+                models.append(self._validate_one(document, pk, values, key_of))
+            except CorruptRecordError as error:
+                _report(error, invalid)
+        return models
 
     def _document(self, pk: str, values: Sequence[Any], key_of: Callable[[str], str]) -> str:
         parts = []
@@ -232,7 +249,7 @@ class HashCodec(Generic[M]):
 
     def _validate_one(
         self, document: str, pk: str, values: Sequence[Any], key_of: Callable[[str], str]
-    ) -> None:
+    ) -> M:
         for name, raw, value in zip(self.names, self._raw, values):
             if value is not None and not raw:
                 try:
@@ -242,7 +259,7 @@ class HashCodec(Generic[M]):
                         self.name, key_of(pk), name, f"invalid JSON ({exc}): {value[:80]!r}"
                     ) from None
         try:
-            self.model.model_validate_json(document, by_name=True)
+            return self.model.model_validate_json(document, by_name=True)
         except ValidationError as exc:
             raise self._corrupt(pk, exc, key_of) from None
 
@@ -254,20 +271,30 @@ class HashCodec(Generic[M]):
         field = str(loc[0]) if loc else None
         return CorruptRecordError(self.name, key_of(pk), field, error["msg"])
 
-    def _decode_with_hooks(self, rows: Sequence[Any], key_of: Callable[[str], str]) -> list[M]:
+    def _decode_with_hooks(
+        self,
+        rows: Sequence[Any],
+        key_of: Callable[[str], str],
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[M]:
         stride = len(self.names) + 1
         models = []
         for i in range(0, len(rows), stride):
-            pk = rows[i]
-            data = {}
-            for name, raw, value in zip(self.names, self._raw, rows[i + 1 : i + stride]):
-                if value is not None:
-                    data[name] = value if raw else self._loads(pk, name, value, key_of)
             try:
-                models.append(self.model.model_validate(data, by_name=True))
-            except ValidationError as exc:
-                raise self._corrupt(pk, exc, key_of) from None
+                models.append(self._load_with_hooks(rows[i], rows[i + 1 : i + stride], key_of))
+            except CorruptRecordError as error:
+                _report(error, invalid)
         return models
+
+    def _load_with_hooks(self, pk: str, values: Sequence[Any], key_of: Callable[[str], str]) -> M:
+        data = {}
+        for name, raw, value in zip(self.names, self._raw, values):
+            if value is not None:
+                data[name] = value if raw else self._loads(pk, name, value, key_of)
+        try:
+            return self.model.model_validate(data, by_name=True)
+        except ValidationError as exc:
+            raise self._corrupt(pk, exc, key_of) from None
 
     def _loads(self, pk: str, name: str, value: str, key_of: Callable[[str], str]) -> Any:
         try:
@@ -276,30 +303,48 @@ class HashCodec(Generic[M]):
             raise CorruptRecordError(self.name, key_of(pk), name, f"invalid JSON: {exc}") from None
 
     def decode_columns(
-        self, names: Sequence[str], rows: Sequence[Any], key_of: Callable[[str], str]
+        self,
+        names: Sequence[str],
+        rows: Sequence[Any],
+        key_of: Callable[[str], str],
+        invalid: list[CorruptRecordError] | None = None,
     ) -> list[dict[str, Any]]:
-        """Dicts holding just the given fields, each value validated as its field declares."""
+        """Dicts holding just the given fields, each value validated as its field declares
+        (`invalid` as for `decode_rows`)."""
         adapters = [self._column_adapter(name) for name in names]
         raws = [self._raw_by_name[name] for name in names]
         stride = len(names) + 1
         result = []
         for i in range(0, len(rows), stride):
             pk, record = rows[i], {}
-            for name, adapter, raw, value in zip(names, adapters, raws, rows[i + 1 : i + stride]):
-                if value is None:
-                    continue  # absent in this record: left out of its dict
-                try:
-                    if self._object_hook is not None and not raw:
-                        record[name] = adapter.validate_python(self._loads(pk, name, value, key_of))
-                    else:
-                        record[name] = adapter.validate_json(
-                            encode_basestring(value) if raw else value
-                        )
-                except ValidationError as exc:
-                    problem = exc.errors()[0]["msg"]
-                    raise CorruptRecordError(self.name, key_of(pk), name, problem) from None
+            try:
+                for name, adapter, raw, value in zip(
+                    names, adapters, raws, rows[i + 1 : i + stride]
+                ):
+                    if value is not None:  # else absent from this record: left out
+                        record[name] = self._column_value(pk, name, adapter, raw, value, key_of)
+            except CorruptRecordError as error:
+                _report(error, invalid)
+                continue
             result.append(record)
         return result
+
+    def _column_value(
+        self,
+        pk: str,
+        name: str,
+        adapter: TypeAdapter[Any],
+        raw: bool,
+        value: str,
+        key_of: Callable[[str], str],
+    ) -> Any:
+        try:
+            if self._object_hook is not None and not raw:
+                return adapter.validate_python(self._loads(pk, name, value, key_of))
+            return adapter.validate_json(encode_basestring(value) if raw else value)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise CorruptRecordError(self.name, key_of(pk), name, problem) from None
 
     def _column_adapter(self, name: str) -> TypeAdapter[Any]:
         adapter = self._column_adapters.get(name)
@@ -353,6 +398,13 @@ class HashCodec(Generic[M]):
             return True
         temporal = self.model.model_config.get("ser_json_temporal", "iso8601")
         return issubclass(kind, _TEMPORAL_TYPES) and temporal == "iso8601"
+
+
+def _report(error: CorruptRecordError, invalid: list[CorruptRecordError] | None) -> None:
+    """Raise the error, or, when the caller collects them, note it and go on."""
+    if invalid is None:
+        raise error
+    invalid.append(error)
 
 
 def _is_serializer(item: Any) -> bool:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic._internal._model_construction import ModelMetaclass
 from typing_extensions import Self
 
-from ._exceptions import InvalidInputError, NotRegisteredError
+from ._exceptions import CorruptRecordError, InvalidInputError, NotRegisteredError
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -283,6 +283,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         ids: Any = None,
         skip: int | None = None,
         limit: int | None = None,
+        invalid: list[CorruptRecordError] | None = None,
     ) -> list[Self] | None: ...
 
     @overload
@@ -293,6 +294,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         ids: Any = None,
         skip: int | None = None,
         limit: int | None = None,
+        invalid: list[CorruptRecordError] | None = None,
     ) -> list[dict[str, Any]] | None: ...
 
     @classmethod
@@ -302,6 +304,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         ids: Any = None,
         skip: int | None = None,
         limit: int | None = None,
+        invalid: list[CorruptRecordError] | None = None,
     ) -> list[Self] | list[dict[str, Any]] | None:
         """Read records: all of them, some by primary key, or a page.
 
@@ -311,6 +314,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             ids: A primary key or a list of them; records that do not exist are left out.
             skip: Records to skip, in primary-key order (ignored with `ids`).
             limit: At most this many records (ignored with `ids`).
+            invalid: A list to collect the records that do not validate in: they are
+                skipped, and a `CorruptRecordError` for each is appended to the list.
+                Without it, the first such record raises.
 
         Returns:
             The records found, or None when there are none (as in 1.4). Instances loaded
@@ -324,7 +330,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
         table = _table_of(cls)
-        found = await table.select(ids, table.columns(columns), skip, limit)
+        found = await table.select(ids, table.columns(columns), skip, limit, invalid)
         return found or None
 
     @classmethod

@@ -195,7 +195,12 @@ class ModelTable(Generic[M]):
         return list(dict.fromkeys(columns))
 
     async def select(
-        self, ids: Any, columns: list[str] | None, skip: int | None, limit: int | None
+        self,
+        ids: Any,
+        columns: list[str] | None,
+        skip: int | None,
+        limit: int | None,
+        invalid: list[CorruptRecordError] | None = None,
     ) -> list[Any]:
         fields = columns if columns is not None else list(self.codec.names)
         found: list[Any] = []
@@ -210,20 +215,30 @@ class ModelTable(Generic[M]):
                 for i in range(0, len(pks), READ_CHUNK)
             ]
             for reply in await self.store.execute(calls) if calls else []:
-                found += self._decode(columns, self._rows_of(reply))
+                found += self._decode(columns, self._rows_of(reply, invalid), invalid)
         else:
-            found = await self._read_range(fields, skip or 0, limit, columns)
+            found = await self._read_range(fields, skip or 0, limit, columns, invalid)
         return found
 
-    def _decode(self, columns: list[str] | None, rows: list[Any]) -> list[Any]:
+    def _decode(
+        self,
+        columns: list[str] | None,
+        rows: list[Any],
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
         # Decoded chunk by chunk, so that only one chunk of raw replies is alive at a time.
         with _cyclic_gc_paused():
             if columns is not None:
-                return self.codec.decode_columns(columns, rows, self.keys.record_key)
-            return self.codec.decode_rows(rows, self.keys.record_key)
+                return self.codec.decode_columns(columns, rows, self.keys.record_key, invalid)
+            return self.codec.decode_rows(rows, self.keys.record_key, invalid)
 
     async def _read_range(
-        self, fields: list[str], skip: int, limit: int | None, columns: list[str] | None
+        self,
+        fields: list[str],
+        skip: int,
+        limit: int | None,
+        columns: list[str] | None,
+        invalid: list[CorruptRecordError] | None,
     ) -> list[Any]:
         # The first call finds the page start by rank; the following ones continue after
         # the last primary key seen (a lex cursor), which concurrent inserts cannot shift.
@@ -240,7 +255,7 @@ class ModelTable(Generic[M]):
         try:
             while request is not None:
                 (reply,) = await request
-                last, scanned, rows = reply[0], reply[1], self._rows_of(reply)
+                last, scanned, rows = reply[0], reply[1], self._rows_of(reply, invalid)
                 if left is not None:
                     left -= scanned
                 request = None
@@ -253,7 +268,7 @@ class ModelTable(Generic[M]):
                     # four; more change nothing.
                     for _ in range(4):
                         await asyncio.sleep(0)
-                found += self._decode(columns, rows)
+                found += self._decode(columns, rows, invalid)
         finally:
             if request is not None:  # decoding failed: do not leave the read behind
                 request.cancel()
@@ -267,13 +282,14 @@ class ModelTable(Generic[M]):
         call = ScriptCall(READ_RANGE, self._index_keys, args)
         return asyncio.ensure_future(self.store.execute([call]))
 
-    def _rows_of(self, reply: list[Any]) -> list[Any]:
-        bad = reply[2]
-        if bad:
-            pk, error = bad[0], bad[1]
-            raise CorruptRecordError(
-                self.model.__name__, self.keys.record_key(pk), None, f"not a hash: {error}"
-            )
+    def _rows_of(self, reply: list[Any], invalid: list[CorruptRecordError] | None) -> list[Any]:
+        bad = reply[2]  # pk, error, pk, error...: keys that hold something else than a hash
+        for i in range(0, len(bad), 2):
+            key = self.keys.record_key(bad[i])
+            error = CorruptRecordError(self.model.__name__, key, None, f"not a hash: {bad[i + 1]}")
+            if invalid is None:
+                raise error
+            invalid.append(error)
         rows: list[Any] = reply[3]
         return rows
 
