@@ -35,11 +35,12 @@ class RedisConfig(BaseModel):
         socket_connect_timeout: Seconds a connection attempt may take.
         retries: How often a command is retried after a connection error or timeout,
             with exponential backoff. Every command the library sends is idempotent.
-        max_connections: Size limit of the connection pool (None: unbounded).
+        max_connections: Connections per event loop; past it, calls wait for a free one
+            (at most `socket_timeout`) instead of failing.
 
     Example:
         >>> RedisConfig(db=5, password="s3cret")
-        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, encoding='utf-8', in_memory=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=None)
+        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, encoding='utf-8', in_memory=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=50)
         >>> RedisConfig.from_url("redis://:p%40ss@example.com:6380/2").port
         6380
     """  # noqa: E501
@@ -57,7 +58,7 @@ class RedisConfig(BaseModel):
     socket_timeout: float | None = Field(default=10.0, gt=0)
     socket_connect_timeout: float | None = Field(default=5.0, gt=0)
     retries: int = Field(default=3, ge=0)
-    max_connections: int | None = Field(default=None, gt=0)
+    max_connections: int = Field(default=50, gt=0)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisConfig:

@@ -27,20 +27,28 @@ SyncClient = redis.Redis
 _RETRY_ERRORS = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
 
 
-def _options(config: RedisConfig) -> dict[str, Any]:
+def _connection_options(config: RedisConfig) -> dict[str, Any]:
     return {
         "host": config.host,
         "port": config.port,
         "db": config.db,
         "username": config.username,
         "password": config.password.get_secret_value() if config.password else None,
-        "ssl": config.ssl,
         "encoding": config.encoding,
         "decode_responses": True,
         "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.socket_connect_timeout,
-        "max_connections": config.max_connections,
         "retry_on_error": _RETRY_ERRORS,
+    }
+
+
+def _pool_options(config: RedisConfig) -> dict[str, Any]:
+    # A blocking pool: past `max_connections`, a call waits for a free connection (up to
+    # the socket timeout) instead of failing, so a thousand concurrent saves just queue.
+    return {
+        "max_connections": config.max_connections,
+        "timeout": config.socket_timeout,
+        **_connection_options(config),
     }
 
 
@@ -74,7 +82,15 @@ def connect_async(config: RedisConfig) -> AsyncClient:
     from redis.asyncio.retry import Retry as AsyncRetry
 
     retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
-    return redis.asyncio.Redis(retry=retry, **_options(config))
+    connection_class = (
+        redis.asyncio.connection.SSLConnection
+        if config.ssl
+        else redis.asyncio.connection.Connection
+    )
+    pool = redis.asyncio.BlockingConnectionPool(
+        connection_class=connection_class, retry=retry, **_pool_options(config)
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def connect_sync(config: RedisConfig) -> SyncClient:
@@ -88,7 +104,11 @@ def connect_sync(config: RedisConfig) -> SyncClient:
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
-    return redis.Redis(retry=retry, **_options(config))
+    connection_class = redis.connection.SSLConnection if config.ssl else redis.connection.Connection
+    pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+        connection_class=connection_class, retry=retry, **_pool_options(config)
+    )
+    return redis.Redis.from_pool(pool)
 
 
 def sync_twin(client: AsyncClient) -> SyncClient:
