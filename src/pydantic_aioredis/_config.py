@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -28,6 +28,11 @@ class RedisConfig(BaseModel):
         username: ACL user name, if the server uses ACLs.
         password: Password, if the server requires one.
         ssl: Connect over TLS (`rediss://`).
+        ssl_ca_certs: With `ssl`: a file of CA certificates to verify the server with
+            (default: the system's).
+        ssl_cert_reqs: With `ssl`: whether the server's certificate must verify.
+        ssl_certfile: With `ssl`: a client certificate, for servers that ask for one.
+        ssl_keyfile: With `ssl`: the client certificate's private key.
         encoding: Text encoding of stored strings.
         in_memory: Use the embedded in-process backend instead of a server
             (needs the `memory` extra: `pip install pydantic-aioredis[memory]`).
@@ -40,7 +45,7 @@ class RedisConfig(BaseModel):
 
     Example:
         >>> RedisConfig(db=5, password="s3cret")
-        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, encoding='utf-8', in_memory=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=50)
+        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, ssl_ca_certs=None, ssl_cert_reqs='required', ssl_certfile=None, ssl_keyfile=None, encoding='utf-8', in_memory=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=50)
         >>> RedisConfig.from_url("redis://:p%40ss@example.com:6380/2").port
         6380
     """  # noqa: E501
@@ -53,6 +58,10 @@ class RedisConfig(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: Literal["required", "optional", "none"] = "required"
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     encoding: str = "utf-8"
     in_memory: bool = False
     socket_timeout: float | None = Field(default=10.0, gt=0)

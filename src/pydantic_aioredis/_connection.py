@@ -39,6 +39,18 @@ def _connection_options(config: RedisConfig) -> dict[str, Any]:
         "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.socket_connect_timeout,
         "retry_on_error": _RETRY_ERRORS,
+        **_tls_options(config),
+    }
+
+
+def _tls_options(config: RedisConfig) -> dict[str, Any]:
+    if not config.ssl:
+        return {}
+    return {
+        "ssl_ca_certs": config.ssl_ca_certs,
+        "ssl_cert_reqs": config.ssl_cert_reqs,
+        "ssl_certfile": config.ssl_certfile,
+        "ssl_keyfile": config.ssl_keyfile,
     }
 
 
