@@ -13,6 +13,7 @@ def test_exported_names() -> None:
         "AutoModel",
         "AutoSaveError",
         "ConfigurationError",
+        "ConflictError",
         "CorruptRecordError",
         "InvalidInputError",
         "Model",

@@ -21,6 +21,7 @@ from ._config import RedisConfig
 from ._exceptions import (
     AutoSaveError,
     ConfigurationError,
+    ConflictError,
     CorruptRecordError,
     InvalidInputError,
     NotRegisteredError,
@@ -37,6 +38,7 @@ __all__ = [
     "AutoModel",
     "AutoSaveError",
     "ConfigurationError",
+    "ConflictError",
     "CorruptRecordError",
     "InvalidInputError",
     "Model",

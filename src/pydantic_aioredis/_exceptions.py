@@ -7,6 +7,7 @@ PydanticAioredisError                 the root: catch this to catch everything w
 ├── InvalidInputError (ValueError)    a call's arguments are wrong (bad id, unknown column)
 ├── SerializationError (ValueError)   a field value cannot be stored; nothing was written
 ├── CorruptRecordError                a record in Redis cannot be read back as the model
+├── ConflictError                     a versioned save lost a race: the record changed
 └── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
     └── AutoSaveError                 an automatic write failed; it stays queued for retry
 ```
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "AutoSaveError",
     "ConfigurationError",
+    "ConflictError",
     "CorruptRecordError",
     "InvalidInputError",
     "NotRegisteredError",
@@ -71,6 +73,20 @@ class CorruptRecordError(PydanticAioredisError):
         self.model_name = model_name
         self.key = key
         self.field = field
+
+
+class ConflictError(PydanticAioredisError):
+    """A save with optimistic concurrency found the record changed (or deleted) since the
+    instance was read: nothing was written. Select it again, reapply the change, retry."""
+
+    def __init__(self, model_name: str, key: str, version: int) -> None:
+        super().__init__(
+            f"{model_name}: record {key!r} is no longer at version {version}; "
+            "it was changed or deleted since it was read, and nothing was written"
+        )
+        self.model_name = model_name
+        self.key = key
+        self.version = version
 
 
 class RedisOperationError(PydanticAioredisError):

@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict
 from pydantic._internal._model_construction import ModelMetaclass
 from typing_extensions import Self
 
-from ._exceptions import CorruptRecordError, InvalidInputError, NotRegisteredError
+from ._exceptions import (
+    ConfigurationError,
+    CorruptRecordError,
+    InvalidInputError,
+    NotRegisteredError,
+)
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -36,6 +41,7 @@ _CLASS_OPTIONS = (
     "_table_name",
     "_auto_save",
     "_auto_sync",
+    "_version_field",
 )
 # Keyword arguments of the constructor that set per-instance flags (1.4 read the names
 # without the underscore; the documents showed them with it: both work).
@@ -120,6 +126,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     * `_table_name`: the model's part of the key (default: class name, lower-cased).
     * `_auto_save`: save each instance when it is constructed.
     * `_auto_sync`: save each change of a field when it is assigned.
+    * `_version_field`: an int field that makes `save()` and `update()` check, atomically,
+      that the record was not changed since it was read (optimistic concurrency).
 
     Example:
         ```python
@@ -147,6 +155,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     _table_name: str | None = None
     _auto_save: bool = False
     _auto_sync: bool = False
+    _version_field: str | None = None
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
     _pa_default_state: ClassVar[int]
@@ -202,6 +211,11 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     def _queue_changes(self, names: Collection[str]) -> None:
         table = _table_of(type(self))
+        if self._version_field:
+            raise ConfigurationError(
+                f"{type(self).__name__} has a _version_field: its changes are saved by "
+                "save() or update(), which check the version; automatic saving cannot"
+            )
         pending = table.store.pending
         pk = table.primary_key(self)
         if table.pk_field in names:
@@ -354,7 +368,11 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             life_span_seconds: TTL of the record; default: the store's life span.
         """
         # The store sends what is queued first, so this write lands after earlier ones.
-        await _table_of(type(self)).insert([self], life_span_seconds)
+        table = _table_of(type(self))
+        if self._version_field:
+            await table.save_versioned(self, self._version_field, life_span_seconds)
+        else:
+            await table.insert([self], life_span_seconds)
 
     @asynccontextmanager
     async def update(self) -> AsyncIterator[Self]:
@@ -384,7 +402,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         finally:
             _set_state(self, self._get_state() & ~_BATCH)
             object.__delattr__(self, "_pa_batch")
-        if changes:
+        if changes and self._version_field:
+            await self.save()  # checked against the version, written whole
+        elif changes:
             self._queue_changes(changes)
             await table.store.flush()
 

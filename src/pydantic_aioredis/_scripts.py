@@ -132,7 +132,9 @@ end
 # KEYS: index, expiry. ARGV: namespace, mode, n, field names (n), then per record:
 # pk, ttl in ms (0: none), n values. Returns the number of records written, or -1 when the
 # mode's condition does not hold (and nothing was written). Modes: 'set' writes, 'nx' only
-# if none of the records exists, 'xx' only if all of them exist.
+# if none of the records exists, 'xx' only if all of them exist, 'cas:<field>' only if each
+# record's stored <field> (0 when absent) is one less than the value being written: the
+# optimistic-concurrency check of a version field.
 # Every key's type is checked before anything is written, so that a bad key fails the
 # call whole instead of leaving half of the records written.
 WRITE_RECORDS = LuaScript(
@@ -142,6 +144,11 @@ WRITE_RECORDS = LuaScript(
     + """
 local ns, mode, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local first, stride = 4 + n, n + 2
+local version_at  -- with 'cas:<field>', the position of <field> among the fields
+local version_field = string.match(mode, '^cas:(.+)$')
+for j = 1, n do
+  if ARGV[3 + j] == version_field then version_at = j end
+end
 local err = check_type(KEYS[1], 'zset')
 if err then return err end
 local err2, expiry_type = check_type(KEYS[2], 'zset')
@@ -155,6 +162,10 @@ for i = first, #ARGV, stride do
   keys[#keys + 1] = key
   existed[#keys] = t == 'hash'
   if (mode == 'nx' and t == 'hash') or (mode == 'xx' and t == 'none') then return -1 end
+  if version_at then
+    local stored = tonumber(redis.call('HGET', key, ARGV[3 + version_at])) or 0
+    if stored ~= tonumber(ARGV[i + 1 + version_at]) - 1 then return -1 end
+  end
 end
 local args, members = {}, {}
 for j = 1, n do args[2 * j - 1] = ARGV[3 + j] end

@@ -109,6 +109,11 @@ class Store:
                 f"{name}._primary_key_field is {pk!r}, which is not a field of {name} "
                 f"(fields: {', '.join(model_class.model_fields)})"
             )
+        version = model_class._version_field
+        if version is not None and version not in model_class.model_fields:
+            raise ConfigurationError(
+                f"{name}._version_field is {version!r}, which is not a field of {name}"
+            )
         table = ModelTable(model_class, self)
         for other_model, other in self._tables.items():
             if other_model is not model_class and table.keys.overlaps(other.keys):

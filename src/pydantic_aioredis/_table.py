@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
-from ._exceptions import CorruptRecordError, InvalidInputError
+from ._exceptions import ConflictError, CorruptRecordError, InvalidInputError
 from ._keys import KeySpace
 from ._scripts import (
     COUNT,
@@ -159,6 +159,26 @@ class ModelTable(Generic[M]):
         ttl_ms = self.store.ttl_ms(life_span_seconds)
         await self.store.execute(self.write_calls(encoded, ttl_ms))
         return len(encoded)
+
+    async def save_versioned(
+        self, instance: M, field: str, life_span_seconds: float | None
+    ) -> None:
+        """Write a record whole if its stored `field` still holds the instance's version,
+        and move both to the next version; raise ConflictError (nothing written) if not."""
+        version = getattr(instance, field)
+        instance.__dict__[field] = version + 1  # encoded with the next version
+        try:
+            calls = self.write_calls(
+                [self.encode_whole(instance)], self.store.ttl_ms(life_span_seconds), f"cas:{field}"
+            )
+            (written,) = await self.store.execute(calls)
+        except BaseException:
+            instance.__dict__[field] = version
+            raise
+        if written != 1:
+            instance.__dict__[field] = version
+            key = self.keys.record_key(self.primary_key(instance))
+            raise ConflictError(self.model.__name__, key, version)
 
     async def create(self, instance: M) -> bool:
         """Write a record that does not exist yet; False (nothing written) if it does."""
