@@ -149,3 +149,17 @@ async def test_a_hung_server_fails_calls_after_the_timeout(server: RedisServer) 
     await asyncio.sleep(0.1)
     assert len(await Book.select() or []) == 10
     await store.close()
+
+
+async def test_retries_ride_out_a_short_restart(server: RedisServer) -> None:
+    config = RedisConfig.from_url(server.url, retries=8, socket_connect_timeout=1)
+    store = Store(name="retries", redis_config=config)
+    store.register_model(Book)
+    await Book.insert(books(10))
+    server.stop()
+    restart = threading.Timer(0.3, server.start)
+    restart.start()
+    found = await Book.select()  # retried with backoff until the server is back
+    restart.join()
+    assert len(found or []) == 10
+    await store.close()

@@ -176,3 +176,24 @@ async def test_keys_follow_the_documented_layout(store: Store, raw: redis.Redis)
     assert raw.type("book:The Hobbit") == "hash"
     assert raw.zrange("book:__index", 0, -1) == ["The Hobbit"]
     assert await Item.select(ids=["a:b *?[]"]) == [Item(sku="a:b *?[]")]
+
+
+async def test_keys_with_glob_characters_touch_only_their_own_record(store: Store) -> None:
+    store.register_model(Book)
+    store.register_model(Library)
+    await Book.insert([Book(title=t, author="x") for t in ("*", "?", "[a]", "a", "b")])
+    await Library.insert(Library(name="*", address="somewhere"))
+    assert await Book.delete(ids=["*", "?"]) == 2
+    assert [b.title for b in await Book.select() or []] == ["[a]", "a", "b"]
+    assert await Library.select() == [Library(name="*", address="somewhere")]
+    assert [b.title for b in await Book.select(ids=["[a]"]) or []] == ["[a]"]
+
+
+async def test_unknown_fields_in_updates_are_refused(store: Store) -> None:
+    store.register_model(Book)
+    book = Book(title="t", author="a")
+    await book.save()
+    with pytest.raises(ValueError, match='"Book" object has no field "colour"'):
+        async with book.update():
+            book.colour = "red"  # type: ignore[attr-defined]
+    assert await Book.select() == [Book(title="t", author="a")]
