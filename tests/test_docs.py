@@ -4,7 +4,8 @@
   to the test database (and once more without it, on the embedded backend, for the README's
   quick start).
 * ```py blocks are fragments: they run with top-level await in a namespace holding a `Book`
-  model, a `book` and an empty `store`, with `RedisConfig` pointed at the test database.
+  model, a `book` and a `store` (with `Book` registered unless the fragment registers
+  models itself), with `RedisConfig` pointed at the test database.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ async def test_fragment(fragment: str, redis_url: str) -> None:
     def config(*args: Any, **kwargs: Any) -> RedisConfig:
         return test_config  # whatever the fragment asks for, use the test database
 
-    store = Store(name="docs", redis_config=test_config)  # the fragments register models
+    store = Store(name="docs", redis_config=test_config)
+    if "register_model(" not in fragment:  # else the fragment registers its own models
+        store.register_model(Book)
     namespace: dict[str, Any] = {
         **{name: getattr(pydantic_aioredis, name) for name in pydantic_aioredis.__all__},
         "RedisConfig": config,
