@@ -163,3 +163,19 @@ async def test_retries_ride_out_a_short_restart(server: RedisServer) -> None:
     restart.join()
     assert len(found or []) == 10
     await store.close()
+
+
+async def test_killed_in_the_middle_of_a_burst_of_automatic_writes(server: RedisServer) -> None:
+    store = _store(server)
+    movies = [Movie(title=f"m{i:05d}", director="first") for i in range(5000)]  # queued
+    killer = _kill_when(server, "redis.call('DBSIZE') > 500")
+    error = await _outcome(store.flush())
+    killer.join()
+    if error is not None:
+        assert isinstance(error, AutoSaveError)
+        assert len(store.pending) > 0  # what was not acknowledged is still queued
+    server.start()
+    await store.flush()
+    assert len(store.pending) == 0
+    assert await Movie.select() == movies
+    await store.close()
