@@ -42,6 +42,10 @@ class Store:
             or not it decodes responses.
         life_span_in_seconds: Default TTL of every record written (None: no expiry).
 
+    Attributes:
+        pending: The automatic writes not sent yet; `len(store.pending)` counts the records
+            they touch. `await store.flush()` sends them.
+
     Example:
         ```python
         store = Store(name="shop", redis_config=RedisConfig(db=5), life_span_in_seconds=3600)
