@@ -225,10 +225,10 @@ class Bench:
         spent = {"ours": 0.0, "ref": 0.0}
         sent = {"ours": 0, "ref": 0}
         size = max(1, count // blocks)
+        gc.collect()
         for first in range(0, count, size):
             for side, run in (("ours", ours), ("ref", ref)):
                 scripts_before, all_before = commands_sent(self.raw)
-                gc.collect()
                 start = time.perf_counter()
                 await run(first, min(first + size, count))
                 spent[side] += time.perf_counter() - start
@@ -319,7 +319,7 @@ async def run_operations(bench: Bench, record: bool) -> None:
             await reference.save(ref_one)
 
     await bench.measure_blocks(
-        "sequential save()", "saves", saves, save_ours, save_ref, record=record
+        "sequential save()", "saves", saves, save_ours, save_ref, record=record, blocks=100
     )
 
     synced = Book(**book_fields(0))
@@ -359,7 +359,7 @@ async def run_operations(bench: Bench, record: bool) -> None:
 
     synced.set_auto_sync(True)
     await bench.measure_blocks(
-        "assignment + flush pairs", "pairs", saves, pair_ours, pair_ref, record=record
+        "assignment + flush pairs", "pairs", saves, pair_ours, pair_ref, record=record, blocks=100
     )
     synced.set_auto_sync(False)
 

@@ -89,6 +89,8 @@ def test_versioned_models_do_not_save_automatically(store: Store) -> None:
     account = Account(id="a", _auto_sync=True)
     with pytest.raises(ConfigurationError, match="_version_field"):
         account.balance = 1
+    with pytest.raises(ConfigurationError, match="_version_field"):
+        Account(id="b", _auto_save=True)
 
 
 def test_the_version_field_must_exist(store: Store) -> None:

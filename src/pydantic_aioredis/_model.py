@@ -179,7 +179,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         self.__pydantic_validator__.validate_python(data, self_instance=self)
         _set_state(self, state)
         if state & _SAVE:
-            table = _table_of(type(self))
+            table = self._automatic_table()
             table.store.pending.add_whole(table, table.primary_key(self), self)
             table.store.pending.schedule()
 
@@ -209,13 +209,17 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             elif state & _SYNC:
                 self._queue_changes((name,))
 
-    def _queue_changes(self, names: Collection[str]) -> None:
-        table = _table_of(type(self))
+    def _automatic_table(self) -> ModelTable[Any]:
+        """The table, for an automatic write; versioned models have none."""
         if self._version_field:
             raise ConfigurationError(
-                f"{type(self).__name__} has a _version_field: its changes are saved by "
-                "save() or update(), which check the version; automatic saving cannot"
+                f"{type(self).__name__} has a _version_field: its writes go through save() "
+                "or update(), which check the version; automatic saving cannot"
             )
+        return _table_of(type(self))
+
+    def _queue_changes(self, names: Collection[str]) -> None:
+        table = self._automatic_table()
         pending = table.store.pending
         pk = table.primary_key(self)
         if table.pk_field in names:
