@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from datetime import date
 
 import pytest
 import redis
 
-from pydantic_aioredis import InvalidInputError, RedisOperationError, Store
+from pydantic_aioredis import CorruptRecordError, InvalidInputError, RedisOperationError, Store
 from tests.models import Book, Library, books
 from tests.models_extra import Counter
 
@@ -179,3 +181,20 @@ async def test_a_batch_with_a_key_of_another_type_writes_nothing(raw: redis.Redi
     assert isinstance(caught.value.__cause__, redis.ResponseError)
     assert raw.exists("book:book-00000", "book:book-00004", "book:__index") == 0
     assert raw.get("book:book-00002") == "written by another program"
+
+
+async def test_select_leaves_the_garbage_collector_as_it_found_it(raw: redis.Redis) -> None:
+    await Book.insert(books(1_200))
+    assert gc.isenabled()
+    await asyncio.gather(Book.select(), Book.select(ids=["book-00001"]), Book.select(limit=3))
+    assert gc.isenabled()
+    raw.hset("book:book-01100", "price", '"cheap"')
+    with pytest.raises(CorruptRecordError):
+        await Book.select()
+    assert gc.isenabled()
+    gc.disable()  # the application's own choice is kept
+    try:
+        await Book.select(limit=5)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
