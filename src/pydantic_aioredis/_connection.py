@@ -55,13 +55,7 @@ def _tls_options(config: RedisConfig) -> dict[str, Any]:
 
 
 def _pool_options(config: RedisConfig) -> dict[str, Any]:
-    # A blocking pool: past `max_connections`, a call waits for a free connection (up to
-    # the socket timeout) instead of failing, so a thousand concurrent saves just queue.
-    return {
-        "max_connections": config.max_connections,
-        "timeout": config.socket_timeout,
-        **_connection_options(config),
-    }
+    return {"max_connections": config.max_connections, **_connection_options(config)}
 
 
 def _memory_server(config: RedisConfig) -> Any:
@@ -99,7 +93,8 @@ def connect_async(config: RedisConfig) -> AsyncClient:
         if config.ssl
         else redis.asyncio.connection.Connection
     )
-    pool = redis.asyncio.BlockingConnectionPool(
+    # A plain pool: the store keeps the calls in flight within `max_connections` itself.
+    pool = redis.asyncio.ConnectionPool(
         connection_class=connection_class, retry=retry, **_pool_options(config)
     )
     return redis.asyncio.Redis.from_pool(pool)
@@ -117,8 +112,12 @@ def connect_sync(config: RedisConfig) -> SyncClient:
 
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
     connection_class = redis.connection.SSLConnection if config.ssl else redis.connection.Connection
+    # Blocking: threads that share the client wait for a free connection.
     pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-        connection_class=connection_class, retry=retry, **_pool_options(config)
+        connection_class=connection_class,
+        retry=retry,
+        timeout=config.socket_timeout,
+        **_pool_options(config),
     )
     return redis.Redis.from_pool(pool)
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._connection import run_calls, run_calls_sync
+from ._connection import run_calls_sync
 from ._exceptions import AutoSaveError, RedisOperationError, SerializationError
 from ._scripts import WRITE_CHUNK, ScriptCall
 
 if TYPE_CHECKING:
-    from ._connection import AsyncClient, SyncClient
+    from ._connection import SyncClient
     from ._table import ModelTable
 
 __all__ = ["PendingWrites"]
@@ -61,9 +61,11 @@ class PendingWrites:
     """Automatic writes waiting to be sent to Redis."""
 
     def __init__(
-        self, current_client: Callable[[], AsyncClient], sync_client: Callable[[], SyncClient]
+        self,
+        send: Callable[[Sequence[ScriptCall]], Awaitable[list[Any]]],
+        sync_client: Callable[[], SyncClient],
     ) -> None:
-        self._current_client = current_client
+        self._send = send  # the store's: within its connection limit, replies decoded
         self._sync_client = sync_client
         self._records: dict[tuple[int, str], _PendingRecord] = {}
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -124,7 +126,7 @@ class PendingWrites:
         if not self._records:
             return
         try:
-            await self.flush(self._current_client())
+            await self.flush()
         except (RedisOperationError, SerializationError) as exc:
             # Not lost: the write stays queued, and the next library call on the store
             # retries it and raises if it still fails.
@@ -132,7 +134,7 @@ class PendingWrites:
 
     # -- sending -----------------------------------------------------------------------
 
-    async def flush(self, client: AsyncClient) -> None:
+    async def flush(self) -> None:
         """Send everything queued and wait for Redis to acknowledge it.
 
         Raises:
@@ -150,10 +152,10 @@ class PendingWrites:
             batch = self._batch()
             try:
                 if batch.calls:
-                    replies = await run_calls(client, batch.calls)
+                    replies = await self._send(batch.calls)
                     follow_up = self._missing_records(batch, replies)
                     if follow_up:
-                        await run_calls(client, follow_up)
+                        await self._send(follow_up)
             except RedisOperationError as exc:
                 raise self._failed(exc) from exc.__cause__
             self._settle(batch)
