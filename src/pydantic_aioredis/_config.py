@@ -40,8 +40,8 @@ class RedisConfig(BaseModel):
         socket_connect_timeout: Seconds a connection attempt may take.
         retries: How often a command is retried after a connection error or timeout,
             with exponential backoff. Every command the library sends is idempotent.
-        max_connections: Connections per event loop; past it, calls wait for a free one
-            (at most `socket_timeout`) instead of failing.
+        max_connections: Calls in flight per event loop (and connections); past it, calls
+            wait for one in flight to finish instead of failing.
 
     Example:
         >>> RedisConfig(db=5, password="s3cret")
