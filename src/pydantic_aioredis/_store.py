@@ -44,7 +44,8 @@ class Store:
 
     Attributes:
         pending: The automatic writes not sent yet; `len(store.pending)` counts the records
-            they touch. `await store.flush()` sends them.
+            they touch, `store.pending.last_error` is the error of the last failed attempt
+            while they wait. `await store.flush()` sends them.
 
     Example:
         ```python
