@@ -144,8 +144,9 @@ class ModelTable(Generic[M]):
     ) -> list[ScriptCall]:
         """Script calls that write whole records with their index entries.
 
-        `mode` "nx" writes only records that do not exist yet, "xx" only ones that do
-        (for one record: with several, a call writes all of its records or none).
+        `mode` "nx" writes only records that do not exist yet, "xx" only ones that do,
+        "cas:<field>" only ones whose stored version field is one less than the value
+        written (for one record: with several, a call writes all of its records or none).
         """
         ttl = str(ttl_ms)
         calls = []
@@ -179,28 +180,31 @@ class ModelTable(Generic[M]):
         version = getattr(instance, field)
         instance.__dict__[field] = version + 1  # encoded with the next version
         try:
-            calls = self.write_calls(
-                [self.encode_whole(instance)], self.store.ttl_ms(life_span_seconds), f"cas:{field}"
-            )
-            (written,) = await self.store.execute(calls)
+            written = await self._write_one(instance, f"cas:{field}", life_span_seconds)
         except BaseException:
             instance.__dict__[field] = version
             raise
-        if written != 1:
+        if not written:
             instance.__dict__[field] = version
             key = self.keys.record_key(self.primary_key(instance))
             raise ConflictError(self.model.__name__, key, version)
 
     async def create(self, instance: M) -> bool:
         """Write a record that does not exist yet; False (nothing written) if it does."""
-        calls = self.write_calls([self.encode_whole(instance)], self.store.default_ttl_ms, "nx")
-        (written,) = await self.store.execute(calls)
-        return bool(written == 1)
+        return await self._write_one(instance, "nx")
 
     async def replace(self, instance: M) -> bool:
         """Write a record whole if it exists; False (nothing written) if it does not."""
-        calls = self.write_calls([self.encode_whole(instance)], self.store.default_ttl_ms, "xx")
-        (written,) = await self.store.execute(calls)
+        return await self._write_one(instance, "xx")
+
+    async def _write_one(
+        self, instance: M, mode: str, life_span_seconds: float | None = None
+    ) -> bool:
+        """Write one record whole if `mode`'s condition holds; whether it was written."""
+        ttl_ms = self.store.ttl_ms(life_span_seconds)
+        (written,) = await self.store.execute(
+            self.write_calls([self.encode_whole(instance)], ttl_ms, mode)
+        )
         return bool(written == 1)
 
     async def update_fields(self, instance: M, names: Iterable[str]) -> bool:
