@@ -9,21 +9,30 @@ Where the server comes from, in order:
    `CI=true`, where a missing Redis fails the run.
 
 The suite uses databases 12 and 13 of that server and flushes them around each test.
-Contract tests run twice: on Redis (`redis`) and on the embedded backend (`memory`).
+
+A Redis Cluster comes from `TEST_CLUSTER_URL` (any node of it; `.ci/run` starts one), or
+else the suite starts three redis-server masters of its own and joins them with
+`redis-cli --cluster create`. It is flushed around each test that uses it.
+
+Contract tests (those that take the `config` or `store` fixture) run three times: on
+Redis (`redis`), on the embedded backend (`memory`) and on the cluster (`cluster`).
+A test marked `onlynoncluster` skips the cluster run, one marked `onlycluster` the others.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.cluster
 
 from pydantic_aioredis import RedisConfig, Store
-from tests.servers import REDIS_SERVER, RedisServer, reachable
+from tests.servers import REDIS_SERVER, LocalCluster, RedisServer, reachable
 
 TEST_DB = 12
 OTHER_DB = 13
@@ -61,7 +70,68 @@ def redis_base_url() -> Iterator[str | None]:
             server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str | None]:
+    """The URL of a node of the test cluster, or None when no cluster can be had."""
+    url = os.environ.get("TEST_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    if REDIS_SERVER is None or not shutil.which("redis-cli"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("under CI a Redis Cluster is required", pytrace=False)
+        _state["no_cluster"] = "redis-server/redis-cli are not installed: cluster tests skipped"
+        yield None
+        return
+    with LocalCluster() as cluster:
+        yield cluster.url
+
+
+def cluster_masters(url: str) -> list[redis.Redis]:
+    """A plain client on each master of the cluster that `url` names a node of."""
+    with redis.Redis.from_url(url) as client:
+        slots = client.execute_command("CLUSTER SLOTS")
+    addresses = {(host.decode(), int(port)) for _, _, (host, port, *_), *_ in slots}
+    return [redis.Redis(host=host, port=port) for host, port in sorted(addresses)]
+
+
+def flush_cluster(url: str) -> None:
+    # Plain clients: redis-py's RedisCluster.from_url leaves a socket open after a
+    # command sent to every primary, which the suite's warnings-as-errors would report.
+    for master in cluster_masters(url):
+        with master:
+            master.flushall()
+
+
+@pytest.fixture
+def cluster_config(cluster_url: str | None) -> Iterator[RedisConfig]:
+    """A RedisConfig for the flushed test cluster."""
+    if cluster_url is None:
+        pytest.skip("needs redis-server and redis-cli to start a cluster")
+    flush_cluster(cluster_url)
+    yield RedisConfig.from_url(cluster_url.replace("redis://", "redis+cluster://", 1))
+    flush_cluster(cluster_url)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
+    # Drop the runs that a marker rules out, rather than report them as skipped.
+    kept, dropped = [], []
+    for item in items:
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("config")
+        if (backend == "cluster" and item.get_closest_marker("onlynoncluster")) or (
+            backend in ("redis", "memory") and item.get_closest_marker("onlycluster")
+        ):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _state.get("no_cluster"):
+        terminalreporter.write_sep("!", _state["no_cluster"], yellow=True)
     if _state["fallback"]:
         terminalreporter.write_sep("!", _state["fallback"], yellow=True)
 
@@ -83,9 +153,12 @@ def redis_url(redis_base_url: str | None) -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "memory", "cluster"])
 def config(request: pytest.FixtureRequest, redis_base_url: str | None) -> Iterator[RedisConfig]:
-    """A RedisConfig for a fresh database: on the real server, then on the embedded one."""
+    """A RedisConfig for a fresh database: on the real server, the embedded one, a cluster."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("cluster_config")
+        return
     if request.param == "memory" or redis_base_url is None:
         yield RedisConfig.from_url(f"memory://{uuid.uuid4().hex}")
         return

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import redis
+import redis.cluster
 import uvloop
 
 from pydantic_aioredis import (
@@ -19,6 +20,7 @@ from pydantic_aioredis import (
     RedisConfig,
     Store,
 )
+from tests.keys import key
 from tests.models import Book, Movie
 from tests.servers import RedisServer
 
@@ -51,12 +53,12 @@ async def test_construction_queues_the_write_without_sending_it(
 ) -> None:
     Note(id="n1", text="hello")
     assert len(store.pending) == 1
-    assert raw.exists("note:n1") == 0  # nothing was sent before the coroutine yields
+    assert raw.exists(key("note:n1")) == 0  # nothing was sent before the coroutine yields
     for _ in range(500):  # the store's own task sends it once the loop runs
         await asyncio.sleep(0.01)
         if not store.pending:
             break
-    assert raw.hgetall("note:n1") == {"id": "n1", "text": "hello", "stars": "0"}
+    assert raw.hgetall(key("note:n1")) == {"id": "n1", "text": "hello", "stars": "0"}
     assert len(store.pending) == 0
 
 
@@ -99,7 +101,7 @@ async def test_other_calls_see_earlier_automatic_writes_in_program_order() -> No
 async def test_insert_of_another_model_sends_the_queue_first(raw: redis.Redis) -> None:
     Note(id="first")
     await Book.insert(Book(title="t", author="a"))
-    assert raw.exists("note:first") == 1
+    assert raw.exists(key("note:first")) == 1
 
 
 # 3. flush() returns once the writes are in Redis, visible to other clients.
@@ -113,8 +115,13 @@ async def test_flush_makes_writes_visible_to_a_second_plain_client(
     note = Note(id="n1", text="x")
     note.stars = 3
     await store.flush()
-    other = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert other.hgetall("note:n1") == {"id": "n1", "text": "x", "stars": "3"}
+    config = store.redis_config
+    other: redis.Redis | redis.cluster.RedisCluster
+    if config.cluster:
+        other = redis.cluster.RedisCluster(config.host, config.port, decode_responses=True)
+    else:
+        other = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert other.hgetall(key("note:n1")) == {"id": "n1", "text": "x", "stars": "3"}
     other.close()
 
 
@@ -126,22 +133,30 @@ async def test_a_burst_of_assignments_is_one_write_of_the_changed_fields(
 ) -> None:
     note = Note(id="n1", text="before")
     await store.flush()
-    raw.hset("note:n1", "text", "set by another program")
+    raw.hset(key("note:n1"), "text", "set by another program")
     before = _script_calls(raw)
     for i in range(10_000):
         note.stars = i
     await store.flush()
     assert _script_calls(raw) - before == 1
     # `text` was not assigned, so it was not rewritten.
-    assert raw.hgetall("note:n1") == {"id": "n1", "text": "set by another program", "stars": "9999"}
+    assert raw.hgetall(key("note:n1")) == {
+        "id": "n1",
+        "text": "set by another program",
+        "stars": "9999",
+    }
 
 
 def _script_calls(raw: redis.Redis) -> int:
     """Scripts run so far by the server (INFO commandstats; the suite runs one test at a time)."""
     if "fakeredis" in type(raw).__module__:
         pytest.skip("the embedded backend keeps no command statistics")
-    stats = raw.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {"calls": 0})["calls"] for name in ("evalsha", "eval"))
+    if isinstance(raw, redis.cluster.RedisCluster):
+        nodes = raw.info("commandstats", target_nodes=raw.PRIMARIES).values()
+    else:
+        nodes = [raw.info("commandstats")]
+    names = ("cmdstat_evalsha", "cmdstat_eval")
+    return sum(stats.get(name, {"calls": 0})["calls"] for stats in nodes for name in names)
 
 
 async def test_update_block_on_an_automodel_writes_once_at_the_end(
@@ -154,13 +169,13 @@ async def test_update_block_on_an_automodel_writes_once_at_the_end(
         movie.director = "Ridley"
         movie.director = "Ridley Scott"
         await asyncio.sleep(0.01)  # awaiting inside the block still writes nothing
-        assert raw.hget("movie:Alien", "director") == "?"
-    assert raw.hget("movie:Alien", "director") == "Ridley Scott"
+        assert raw.hget(key("movie:Alien"), "director") == "?"
+    assert raw.hget(key("movie:Alien"), "director") == "Ridley Scott"
     assert _script_calls(raw) - before == 1
     assert movie.auto_sync  # settings are back
     movie.director = "R. Scott"
     await store.flush()
-    assert raw.hget("movie:Alien", "director") == "R. Scott"
+    assert raw.hget(key("movie:Alien"), "director") == "R. Scott"
 
 
 async def test_update_block_restores_settings_when_it_raises(
@@ -172,11 +187,11 @@ async def test_update_block_restores_settings_when_it_raises(
         async with movie.update():
             movie.director = "nobody"
             raise KeyError("boom")
-    assert raw.hget("movie:Alien", "director") == "unknown"
+    assert raw.hget(key("movie:Alien"), "director") == "unknown"
     assert movie.auto_sync
     movie.director = "Ridley Scott"
     await store.flush()
-    assert raw.hget("movie:Alien", "director") == "Ridley Scott"
+    assert raw.hget(key("movie:Alien"), "director") == "Ridley Scott"
 
 
 async def test_changing_the_primary_key_writes_a_new_record(store: Store) -> None:
@@ -257,7 +272,7 @@ async def test_close_sends_what_is_queued(config: RedisConfig) -> None:
     store.register_model(Note)
     Note(id="n1")
     await store.close()
-    assert store.sync_client().exists("note:n1") == 1
+    assert store.sync_client().exists(key("note:n1")) == 1
 
 
 async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
@@ -265,7 +280,7 @@ async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
     store.register_model(Note)
     async with store:
         Note(id="n1")
-    assert store.sync_client().exists("note:n1") == 1
+    assert store.sync_client().exists(key("note:n1")) == 1
 
 
 # 6. Outside any running loop, an automatic write is sent before the call returns.
@@ -276,9 +291,9 @@ def test_outside_a_loop_writes_are_sent_at_once(config: RedisConfig) -> None:
     store.register_model(Note)
     raw = store.sync_client()
     note = Note(id="n1", text="sync")
-    assert raw.hget("note:n1", "text") == "sync"
+    assert raw.hget(key("note:n1"), "text") == "sync"
     note.text = "changed"
-    assert raw.hget("note:n1", "text") == "changed"
+    assert raw.hget(key("note:n1"), "text") == "changed"
     assert len(store.pending) == 0
     raw.flushdb()
 
@@ -289,12 +304,12 @@ def test_outside_a_loop_writes_are_sent_at_once(config: RedisConfig) -> None:
 async def test_selected_instances_do_not_write_back(store: Store, raw: redis.Redis) -> None:
     Note(id="n1", text="original")
     (loaded,) = await Note.select() or []
-    raw.hset("note:n1", "text", "changed elsewhere")
+    raw.hset(key("note:n1"), "text", "changed elsewhere")
     assert not loaded.auto_save
     assert not loaded.auto_sync
     loaded.stars = 9
     await store.flush()
-    assert raw.hgetall("note:n1") == {"id": "n1", "text": "changed elsewhere", "stars": "0"}
+    assert raw.hgetall(key("note:n1")) == {"id": "n1", "text": "changed elsewhere", "stars": "0"}
     assert len(store.pending) == 0
 
 
@@ -304,7 +319,7 @@ async def test_a_selected_instance_can_opt_in(store: Store, raw: redis.Redis) ->
     loaded.set_auto_sync(True)
     loaded.stars = 4
     await store.flush()
-    assert raw.hget("note:n1", "stars") == "4"
+    assert raw.hget(key("note:n1"), "stars") == "4"
 
 
 # 8. Per-instance settings affect that instance only.
@@ -328,14 +343,14 @@ async def test_per_instance_auto_sync_off_and_setters(store: Store, raw: redis.R
     quiet.stars = 1
     loud.stars = 1
     await store.flush()
-    assert raw.hget("note:quiet", "stars") == "0"
-    assert raw.hget("note:loud", "stars") == "1"
+    assert raw.hget(key("note:quiet"), "stars") == "0"
+    assert raw.hget(key("note:loud"), "stars") == "1"
     quiet.set_auto_sync()
     loud.set_auto_sync(False)
     quiet.stars = 2
     loud.stars = 2
     await store.flush()
-    assert (raw.hget("note:quiet", "stars"), raw.hget("note:loud", "stars")) == ("2", "1")
+    assert (raw.hget(key("note:quiet"), "stars"), raw.hget(key("note:loud"), "stars")) == ("2", "1")
     quiet.set_auto_save(False)
     assert not quiet.auto_save
 

@@ -7,6 +7,7 @@ import pytest
 import redis
 
 from pydantic_aioredis import CorruptRecordError, Store
+from tests.keys import key
 from tests.models import Book, books
 
 # What other programs (or bugs) can leave at a record's key, and what it is reported as.
@@ -32,38 +33,38 @@ async def _books(store: Store) -> None:
 @pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
 async def test_select_names_model_key_and_field(raw: redis.Redis, damage: str) -> None:
     spoil, field, problem = DAMAGE[damage]
-    spoil(raw, "book:book-00003")
+    spoil(raw, key("book:book-00003"))
     for select in (Book.select, lambda: Book.select(ids=["book-00003"])):
         with pytest.raises(CorruptRecordError, match=problem) as caught:
             await select()
         error = caught.value
-        assert (error.model_name, error.key, error.field) == ("Book", "book:book-00003", field)
+        assert (error.model_name, error.key, error.field) == ("Book", key("book:book-00003"), field)
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
 async def test_bad_records_can_be_skipped_and_reported(raw: redis.Redis, damage: str) -> None:
     spoil, field, _ = DAMAGE[damage]
-    spoil(raw, "book:book-00001")
-    spoil(raw, "book:book-00003")
+    spoil(raw, key("book:book-00001"))
+    spoil(raw, key("book:book-00003"))
     invalid: list[CorruptRecordError] = []
     found = await Book.select(invalid=invalid)
     assert [b.title for b in found or []] == ["book-00000", "book-00002", "book-00004"]
     assert [(e.key, e.field) for e in invalid] == [
-        ("book:book-00001", field),
-        ("book:book-00003", field),
+        (key("book:book-00001"), field),
+        (key("book:book-00003"), field),
     ]
 
 
 async def test_columns_skip_and_report_too(raw: redis.Redis) -> None:
-    raw.hset("book:book-00002", "price", '"cheap"')
+    raw.hset(key("book:book-00002"), "price", '"cheap"')
     invalid: list[CorruptRecordError] = []
     rows = await Book.select(columns=["price"], invalid=invalid)
     assert len(rows or []) == 4
-    assert [(e.key, e.field) for e in invalid] == [("book:book-00002", "price")]
+    assert [(e.key, e.field) for e in invalid] == [(key("book:book-00002"), "price")]
     assert await Book.select(columns=["title"]) is not None  # other columns are fine
 
 
 async def test_a_field_missing_with_a_default_takes_it(raw: redis.Redis) -> None:
-    raw.hdel("book:book-00001", "tags")  # as if the field had been added to the model later
+    raw.hdel(key("book:book-00001"), "tags")  # as if the field had been added to the model later
     (book,) = await Book.select(ids=["book-00001"]) or []
     assert book.tags == []

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from pydantic_aioredis import CorruptRecordError, InvalidInputError, RedisOperationError, Store
+from tests.keys import key
 from tests.models import Book, Library, books
 from tests.models_extra import Counter
 
@@ -159,7 +160,7 @@ async def test_a_record_deleted_behind_the_library_drops_out_of_selects(
     raw: redis.Redis,
 ) -> None:
     await Book.insert(books(3))
-    raw.delete("book:book-00001")
+    raw.delete(key("book:book-00001"))
     found = await Book.select() or []
     assert [b.title for b in found] == ["book-00000", "book-00002"]
     assert await Book.count() == 2  # the stale index entry was removed
@@ -174,13 +175,14 @@ async def test_non_str_primary_key(store: Store) -> None:
         await Counter.select(ids=["x"])
 
 
+@pytest.mark.onlynoncluster  # on a cluster only the bucket is atomic: test_cluster.py
 async def test_a_batch_with_a_key_of_another_type_writes_nothing(raw: redis.Redis) -> None:
-    raw.set("book:book-00002", "written by another program")
+    raw.set(key("book:book-00002"), "written by another program")
     with pytest.raises(RedisOperationError, match=r"WRONGTYPE key book:book-00002") as caught:
         await Book.insert(books(5))
     assert isinstance(caught.value.__cause__, redis.ResponseError)
-    assert raw.exists("book:book-00000", "book:book-00004", "book:__index") == 0
-    assert raw.get("book:book-00002") == "written by another program"
+    assert raw.exists(key("book:book-00000"), "book:book-00004", "book:__index") == 0
+    assert raw.get(key("book:book-00002")) == "written by another program"
 
 
 async def test_select_leaves_the_garbage_collector_as_it_found_it(raw: redis.Redis) -> None:
@@ -188,7 +190,7 @@ async def test_select_leaves_the_garbage_collector_as_it_found_it(raw: redis.Red
     assert gc.isenabled()
     await asyncio.gather(Book.select(), Book.select(ids=["book-00001"]), Book.select(limit=3))
     assert gc.isenabled()
-    raw.hset("book:book-01100", "price", '"cheap"')
+    raw.hset(key("book:book-01100"), "price", '"cheap"')
     with pytest.raises(CorruptRecordError):
         await Book.select()
     assert gc.isenabled()

@@ -7,6 +7,7 @@ import redis
 import redis.asyncio
 
 from pydantic_aioredis import ConfigurationError, InvalidInputError, Model, RedisConfig, Store
+from tests.keys import key
 from tests.models import Book, Library
 
 
@@ -155,6 +156,7 @@ async def test_unusual_primary_keys_round_trip(store: Store, pk: str) -> None:
     assert [b.title for b in await Book.select() or []] == ["z"]
 
 
+@pytest.mark.onlynoncluster  # the cluster layout: test_cluster.py
 async def test_keys_follow_the_documented_layout(store: Store, raw: redis.Redis) -> None:
     class Item(Model):
         _primary_key_field: str = "sku"
@@ -173,7 +175,7 @@ async def test_keys_follow_the_documented_layout(store: Store, raw: redis.Redis)
         "shop|items|__index",
         "shop|items|a:b *?[]",
     ]
-    assert raw.type("book:The Hobbit") == "hash"
+    assert raw.type(key("book:The Hobbit")) == "hash"
     assert raw.zrange("book:__index", 0, -1) == ["The Hobbit"]
     assert await Item.select(ids=["a:b *?[]"]) == [Item(sku="a:b *?[]")]
 

@@ -7,6 +7,7 @@ import asyncio
 import redis
 
 from pydantic_aioredis import RedisConfig, Store
+from tests.keys import index_key, key
 from tests.models import Book, books
 
 
@@ -31,8 +32,8 @@ async def test_a_record_without_ttl_outlives_the_ones_with_ttl(
     await Book.insert(books(2), life_span_seconds=0.2)
     await asyncio.sleep(0.4)
     assert [b.title for b in await Book.select() or []] == ["forever"]
-    assert raw.ttl("book:forever") == -1
-    assert raw.ttl("book:__index") == -1  # the index itself never expires
+    assert raw.ttl(key("book:forever")) == -1
+    assert raw.ttl(index_key("book:forever")) == -1  # the index itself never expires
 
 
 async def test_paging_never_counts_expired_records(store: Store) -> None:
@@ -50,9 +51,9 @@ async def test_saving_without_ttl_clears_an_earlier_ttl(store: Store, raw: redis
     store.register_model(Book)
     book = Book(title="t", author="a")
     await Book.insert(book, life_span_seconds=1)
-    assert raw.pttl("book:t") > 0
+    assert raw.pttl(key("book:t")) > 0
     await book.save()
-    assert raw.ttl("book:t") == -1
+    assert raw.ttl(key("book:t")) == -1
     await asyncio.sleep(1.2)
     assert await Book.select() == [book]
 
@@ -64,7 +65,7 @@ async def test_the_store_life_span_applies_to_automatic_writes(config: RedisConf
     store.register_model(Note)
     Note(id="n")
     await store.flush()
-    assert 0 < store.sync_client().pttl("note:n") <= 30_000
+    assert 0 < store.sync_client().pttl(key("note:n")) <= 30_000
     await store.close()
 
 
@@ -74,4 +75,4 @@ async def test_field_updates_keep_the_record_ttl(store: Store, raw: redis.Redis)
     await Book.insert(book, life_span_seconds=60)
     async with book.update():
         book.author = "b"
-    assert 50_000 < raw.pttl("book:t") <= 60_000
+    assert 50_000 < raw.pttl(key("book:t")) <= 60_000

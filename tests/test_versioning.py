@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from pydantic_aioredis import ConfigurationError, ConflictError, Model, Store
+from tests.keys import key
 
 
 class Account(Model):
@@ -30,7 +31,7 @@ async def test_each_save_moves_to_the_next_version(raw: redis.Redis) -> None:
     account.balance = 10
     await account.save()
     assert account.version == 2
-    assert raw.hgetall("account:a") == {"id": "a", "balance": "10", "version": "2"}
+    assert raw.hgetall(key("account:a")) == {"id": "a", "balance": "10", "version": "2"}
 
 
 async def test_a_stale_copy_cannot_overwrite_a_newer_record(raw: redis.Redis) -> None:
@@ -42,13 +43,13 @@ async def test_a_stale_copy_cannot_overwrite_a_newer_record(raw: redis.Redis) ->
     mine.balance = 99
     with pytest.raises(ConflictError, match="no longer at version 1") as caught:
         await mine.save()
-    assert (caught.value.key, caught.value.version) == ("account:a", 1)
+    assert (caught.value.key, caught.value.version) == (key("account:a"), 1)
     assert mine.version == 1  # unchanged: select again, reapply, retry
-    assert raw.hgetall("account:a") == {"id": "a", "balance": "50", "version": "2"}
+    assert raw.hgetall(key("account:a")) == {"id": "a", "balance": "50", "version": "2"}
     (fresh,) = await Account.select() or []
     fresh.balance += 1
     await fresh.save()
-    assert raw.hget("account:a", "balance") == "51"
+    assert raw.hget(key("account:a"), "balance") == "51"
 
 
 async def test_of_many_concurrent_saves_of_one_version_exactly_one_wins() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ._exceptions import ConfigurationError
 
 __all__ = ["RedisConfig"]
 
-_SCHEMES = ("redis", "rediss", "memory")
+_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster", "memory")
 
 
 class RedisConfig(BaseModel):
@@ -36,6 +36,9 @@ class RedisConfig(BaseModel):
         encoding: Text encoding of stored strings.
         in_memory: Use the embedded in-process backend instead of a server
             (needs the `memory` extra: `pip install pydantic-aioredis[memory]`).
+        cluster: The server is a node of a Redis Cluster (`redis+cluster://`): connect
+            to the whole cluster through it, and lay records out in slots spread over
+            its masters (see docs/cluster.md). A cluster has only database 0.
         socket_timeout: Seconds a command may wait for its reply before failing.
         socket_connect_timeout: Seconds a connection attempt may take.
         retries: How often a command is retried after a connection error or timeout,
@@ -45,7 +48,7 @@ class RedisConfig(BaseModel):
 
     Example:
         >>> RedisConfig(db=5, password="s3cret")
-        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, ssl_ca_certs=None, ssl_cert_reqs='required', ssl_certfile=None, ssl_keyfile=None, encoding='utf-8', in_memory=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=50)
+        RedisConfig(host='localhost', port=6379, db=5, username=None, password=SecretStr('**********'), ssl=False, ssl_ca_certs=None, ssl_cert_reqs='required', ssl_certfile=None, ssl_keyfile=None, encoding='utf-8', in_memory=False, cluster=False, socket_timeout=10.0, socket_connect_timeout=5.0, retries=3, max_connections=50)
         >>> RedisConfig.from_url("redis://:p%40ss@example.com:6380/2").port
         6380
     """  # noqa: E501
@@ -64,18 +67,31 @@ class RedisConfig(BaseModel):
     ssl_keyfile: str | None = None
     encoding: str = "utf-8"
     in_memory: bool = False
+    cluster: bool = False
     socket_timeout: float | None = Field(default=10.0, gt=0)
     socket_connect_timeout: float | None = Field(default=5.0, gt=0)
     retries: int = Field(default=3, ge=0)
     max_connections: int = Field(default=50, gt=0)
 
+    @model_validator(mode="after")
+    def _check_cluster(self) -> RedisConfig:
+        if self.cluster and self.in_memory:
+            raise ConfigurationError("the embedded in-memory backend cannot be a cluster")
+        if self.cluster and self.db != 0:
+            raise ConfigurationError(
+                f"a Redis Cluster has only database 0; db={self.db} cannot be used with it"
+            )
+        return self
+
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisConfig:
-        """Build a config from `redis://`, `rediss://` or `memory://` URLs.
+        """Build a config from `redis://`, `rediss://`, `redis+cluster://` or `memory://` URLs.
 
         Args:
             url: `redis://[[username]:password@]host[:port][/db]`; `rediss://` for TLS;
-                `memory://` (or `memory://name`) for the embedded backend.
+                `redis+cluster://host:port` (or `rediss+cluster://`) for a Redis Cluster,
+                through any of its nodes; `memory://` (or `memory://name`) for the
+                embedded backend.
             **options: Any other `RedisConfig` field, e.g. `socket_timeout=2`.
 
         Raises:
@@ -97,8 +113,9 @@ class RedisConfig(BaseModel):
             )
         fields: dict[str, Any] = {
             "host": parts.hostname or "localhost",
-            "ssl": parts.scheme == "rediss",
+            "ssl": parts.scheme.startswith("rediss"),
             "in_memory": parts.scheme == "memory",
+            "cluster": parts.scheme.endswith("+cluster"),
         }
         if port is not None:
             fields["port"] = port
@@ -128,7 +145,7 @@ class RedisConfig(BaseModel):
     def _url(self, escaped_secret: str | None) -> str:
         if self.in_memory:
             return f"memory://{self.host}:{self.port}/{self.db}"
-        scheme = "rediss" if self.ssl else "redis"
+        scheme = ("rediss" if self.ssl else "redis") + ("+cluster" if self.cluster else "")
         user = quote(self.username or "", safe="")
         credentials = f"{user}:{escaped_secret}@" if escaped_secret else f"{user}@" * bool(user)
         return f"{scheme}://{credentials}{self.host}:{self.port}/{self.db}"

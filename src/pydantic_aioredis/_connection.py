@@ -2,7 +2,9 @@
 
 The store talks to Redis through redis-py only: its asyncio client for everything awaited,
 and a synchronous twin for the two places that cannot await (an automatic write made
-outside any event loop, and the last flush at interpreter exit).
+outside any event loop, and the last flush at interpreter exit). On a Redis Cluster both
+are redis-py's cluster clients, which route each call to the node that owns its slot,
+follow MOVED/ASK redirects and retry TRYAGAIN while a slot migrates.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import NoScriptError, RedisError
 
@@ -21,17 +25,21 @@ from ._scripts import ScriptCall
 
 __all__ = ["connect_async", "connect_sync", "run_calls", "run_calls_sync", "sync_twin"]
 
-AsyncClient = redis.asyncio.Redis
-SyncClient = redis.Redis
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 _RETRY_ERRORS = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+
+
+def is_cluster(client: object) -> bool:
+    """Whether a redis-py client talks to a Redis Cluster."""
+    return isinstance(client, (redis.asyncio.cluster.RedisCluster, redis.cluster.RedisCluster))
 
 
 def _connection_options(config: RedisConfig) -> dict[str, Any]:
     return {
         "host": config.host,
         "port": config.port,
-        "db": config.db,
         "username": config.username,
         "password": config.password.get_secret_value() if config.password else None,
         "encoding": config.encoding,
@@ -55,7 +63,17 @@ def _tls_options(config: RedisConfig) -> dict[str, Any]:
 
 
 def _pool_options(config: RedisConfig) -> dict[str, Any]:
-    return {"max_connections": config.max_connections, **_connection_options(config)}
+    return {
+        "max_connections": config.max_connections,
+        "db": config.db,
+        **_connection_options(config),
+    }
+
+
+def _cluster_options(config: RedisConfig) -> dict[str, Any]:
+    # Per node: the store keeps at most `max_connections` calls in flight in all.
+    tls = {"ssl": True} if config.ssl else {}
+    return {"max_connections": config.max_connections, **tls, **_connection_options(config)}
 
 
 def _memory_server(config: RedisConfig) -> Any:
@@ -88,6 +106,8 @@ def connect_async(config: RedisConfig) -> AsyncClient:
     from redis.asyncio.retry import Retry as AsyncRetry
 
     retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    if config.cluster:
+        return redis.asyncio.cluster.RedisCluster(retry=retry, **_cluster_options(config))
     connection_class = (
         redis.asyncio.connection.SSLConnection
         if config.ssl
@@ -111,6 +131,8 @@ def connect_sync(config: RedisConfig) -> SyncClient:
     from redis.retry import Retry
 
     retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    if config.cluster:
+        return redis.cluster.RedisCluster(retry=retry, **_cluster_options(config))
     connection_class = redis.connection.SSLConnection if config.ssl else redis.connection.Connection
     # Blocking: threads that share the client wait for a free connection.
     pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
@@ -124,6 +146,8 @@ def connect_sync(config: RedisConfig) -> SyncClient:
 
 def sync_twin(client: AsyncClient) -> SyncClient:
     """A synchronous client that reaches the same server and database as `client`."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return _sync_cluster_twin(client)
     kwargs = dict(client.connection_pool.connection_kwargs)
     server = kwargs.get("server")
     if server is not None:  # a fakeredis client
@@ -152,6 +176,23 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     return redis.Redis(decode_responses=True, **options)
 
 
+def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient:
+    kwargs = client.get_connection_kwargs()
+    node = client.get_default_node() or client.get_nodes()[0]
+    keep = ("username", "password", "socket_timeout", "socket_connect_timeout", "encoding")
+    options: dict[str, Any] = {name: kwargs[name] for name in keep if name in kwargs}
+    connection_class = kwargs.get("connection_class")
+    if isinstance(connection_class, type) and issubclass(
+        connection_class, redis.asyncio.connection.SSLConnection
+    ):
+        options["ssl"] = True
+        options["ssl_cert_reqs"] = kwargs.get("ssl_cert_reqs", "required")
+        options["ssl_ca_certs"] = kwargs.get("ssl_ca_certs")
+    return redis.cluster.RedisCluster(
+        host=node.host, port=int(node.port), decode_responses=True, **options
+    )
+
+
 async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     """Send script calls in one round trip and return their replies in order.
 
@@ -176,10 +217,10 @@ async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[An
 
 async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
     try:
-        return await client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+        return await client.execute_command(*call.command())
     except NoScriptError:
         await client.script_load(call.script.source)
-        return await client.execute_command(*call.command())  # type: ignore[no-untyped-call]
+        return await client.execute_command(*call.command())
 
 
 def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -187,7 +228,7 @@ def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]
     try:
         with client.pipeline(transaction=False) as pipe:
             for call in calls:
-                pipe.execute_command(*call.command())  # type: ignore[no-untyped-call]
+                pipe.execute_command(*call.command())
             replies = pipe.execute(raise_on_error=False)
         for i, reply in enumerate(replies):
             if isinstance(reply, NoScriptError):

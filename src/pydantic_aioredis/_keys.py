@@ -5,6 +5,18 @@ Each record is the hash `{namespace}{primary key}`; the model's index of primary
 the sorted set `{namespace}__index`, and the expiry times of records that have a TTL are
 kept in the sorted set `{namespace}__expiry`.
 
+On a Redis Cluster (see docs/cluster.md) the same keys are split into *buckets*, so
+that a model's records spread over every master while each record still shares a slot
+with its index entry. Bucket `b` of a model has the namespace `{namespace}{tag}{sep}`,
+where `{tag}` is a Redis hash tag, so the bucket's record hash, index and expiry set all
+hash to the tag's slot:
+
+    book:{17.86}:The Hobbit     book:{17.86}:__index     book:{17.86}:__expiry
+
+A record's bucket is `crc32(primary key) % buckets`. The tag is the bucket number and
+a salt picked once so that bucket b's slot falls in the b-th of `buckets` equal parts
+of the 16,384 slots: buckets then spread as evenly as a cluster spreads its slots.
+
 Two rules keep every key unambiguous:
 
 * the two index names are reserved: no primary key may equal them;
@@ -15,9 +27,16 @@ Two rules keep every key unambiguous:
 
 from __future__ import annotations
 
-from ._exceptions import InvalidInputError
+import zlib
+from dataclasses import dataclass
+from functools import cache
+from itertools import count
 
-__all__ = ["EXPIRY_SUFFIX", "INDEX_SUFFIX", "KeySpace"]
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from ._exceptions import ConfigurationError, InvalidInputError
+
+__all__ = ["EXPIRY_SUFFIX", "INDEX_SUFFIX", "KeySpace", "Shard"]
 
 INDEX_SUFFIX = "__index"
 EXPIRY_SUFFIX = "__expiry"
@@ -28,27 +47,77 @@ _RESERVED = frozenset({INDEX_SUFFIX, EXPIRY_SUFFIX})
 MAX_PRIMARY_KEY_LENGTH = 4096
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One part of a model's keys with an index of its own: the whole model on a single
+    server, one bucket on a cluster."""
+
+    namespace: str
+    index_key: str
+    expiry_key: str
+    keys: tuple[str, str]  # (index, expiry): the first KEYS of every script call
+
+    @classmethod
+    def under(cls, namespace: str) -> Shard:
+        index, expiry = namespace + INDEX_SUFFIX, namespace + EXPIRY_SUFFIX
+        return cls(namespace, index, expiry, (index, expiry))
+
+
 class KeySpace:
     """The Redis keys of one model.
+
+    Args:
+        buckets: 0 for a single server; on a cluster, the number of buckets the model's
+            records are spread over.
 
     Example:
         >>> keys = KeySpace("Book", prefix=None, separator=":", table="book")
         >>> keys.record_key("The Hobbit"), keys.index_key
         ('book:The Hobbit', 'book:__index')
+        >>> KeySpace("Book", prefix=None, separator=":", table="book", buckets=64).record_key(
+        ...     "The Hobbit"
+        ... )
+        'book:{43.29}:The Hobbit'
     """
 
-    __slots__ = ("expiry_key", "index_key", "model_name", "namespace")
+    __slots__ = ("buckets", "expiry_key", "index_key", "model_name", "namespace", "shards")
 
-    def __init__(self, model_name: str, *, prefix: str | None, separator: str, table: str) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        prefix: str | None,
+        separator: str,
+        table: str,
+        buckets: int = 0,
+    ) -> None:
         self.model_name = model_name
         parts = [prefix, table] if prefix else [table]
         self.namespace = separator.join(parts) + separator
         self.index_key = self.namespace + INDEX_SUFFIX
         self.expiry_key = self.namespace + EXPIRY_SUFFIX
+        self.buckets = buckets
+        if not buckets:
+            self.shards: tuple[Shard, ...] = (Shard.under(self.namespace),)
+            return
+        if "{" in self.namespace or "}" in self.namespace:
+            raise ConfigurationError(
+                f"{model_name}: on a cluster the key namespace {self.namespace!r} may not "
+                "contain braces, which would change the keys' hash tag"
+            )
+        self.shards = tuple(
+            Shard.under(f"{self.namespace}{{{tag}}}{separator}") for tag in bucket_tags(buckets)
+        )
+
+    def shard_index(self, primary_key: str) -> int:
+        """Which of `shards` holds the record with this primary key."""
+        if not self.buckets:
+            return 0
+        return zlib.crc32(primary_key.encode("utf-8", "surrogatepass")) % self.buckets
 
     def record_key(self, primary_key: str) -> str:
         """The key of the hash that holds the record with this primary key."""
-        return self.namespace + primary_key
+        return self.shards[self.shard_index(primary_key)].namespace + primary_key
 
     def check_primary_key(self, primary_key: str) -> str:
         """Return the primary key unchanged, or raise if it cannot name a record.
@@ -75,4 +144,31 @@ class KeySpace:
         )
 
     def __repr__(self) -> str:
-        return f"KeySpace({self.namespace!r})"
+        buckets = f", buckets={self.buckets}" if self.buckets else ""
+        return f"KeySpace({self.namespace!r}{buckets})"
+
+
+@cache
+def bucket_tags(buckets: int) -> tuple[str, ...]:
+    """The hash tag of each bucket: `b.salt`, with the first salt that puts the tag's slot
+    in the b-th of `buckets` equal ranges of the cluster's slots.
+
+    Example:
+        >>> [key_slot(tag.encode()) for tag in bucket_tags(4)]  # one per quarter
+        [1598, 4428, 10334, 16172]
+    """
+    if not 0 < buckets <= REDIS_CLUSTER_HASH_SLOTS:
+        raise ConfigurationError(
+            f"the number of cluster buckets must be between 1 and {REDIS_CLUSTER_HASH_SLOTS}, "
+            f"not {buckets}"
+        )
+    tags = []
+    for bucket in range(buckets):
+        low = bucket * REDIS_CLUSTER_HASH_SLOTS // buckets
+        high = (bucket + 1) * REDIS_CLUSTER_HASH_SLOTS // buckets
+        for salt in count():
+            tag = f"{bucket}.{salt}"
+            if low <= key_slot(tag.encode()) < high:
+                tags.append(tag)
+                break
+    return tuple(tags)

@@ -42,6 +42,7 @@ _CLASS_OPTIONS = (
     "_auto_save",
     "_auto_sync",
     "_version_field",
+    "_cluster_buckets",
 )
 # Keyword arguments of the constructor that set per-instance flags (1.4 read the names
 # without the underscore; the documents showed them with it: both work).
@@ -128,6 +129,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     * `_auto_sync`: save each change of a field when it is assigned.
     * `_version_field`: an int field that makes `save()` and `update()` check, atomically,
       that the record was not changed since it was read (optimistic concurrency).
+    * `_cluster_buckets`: on a Redis Cluster, how many buckets (hash slots) the model's
+      records are spread over (default 64; fixed once records exist, see docs/cluster.md).
 
     Example:
         ```python
@@ -156,6 +159,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     _auto_save: bool = False
     _auto_sync: bool = False
     _version_field: str | None = None
+    _cluster_buckets: int = 64
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
     _pa_default_state: ClassVar[int]

@@ -9,7 +9,11 @@ record is what makes bulk reads and writes fast.
 Each call is bounded (`WRITE_CHUNK`, `READ_CHUNK` records) so that no single script stalls
 other clients.
 Scripts touch only the model's own keys; record keys are built inside the script from the
-namespace, which is safe because every key of a model shares its namespace.
+namespace, which is safe because every key of a model shares its namespace. On a
+cluster, the callers also pass the record keys in KEYS (after the index and expiry keys,
+which the scripts address as KEYS[1] and KEYS[2]): Redis then sees every key a call
+touches, which is how it keeps a call away from a slot that is half migrated (TRYAGAIN,
+ASK) instead of letting the script find records missing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "COUNT",
     "DELETE_ALL",
     "DELETE_IDS",
+    "INDEX_PAGE",
     "READ_CHUNK",
     "READ_IDS",
     "READ_RANGE",
@@ -74,6 +79,8 @@ end
 
 # Drop index entries of records whose TTL has passed, so that an expired record never
 # shows up in a read and never shifts a page. Bounded per call; later calls continue.
+# The DEL only hurries along what Redis expires anyway; it is a pcall because on a cluster
+# whose slot is migrating, an expired key counts as one that already moved (an error).
 _PURGE = (
     _NOW
     + """
@@ -82,7 +89,7 @@ local function purge(index, expiry, ns)
   if #gone == 0 then return end
   redis.call('ZREM', index, unpack(gone))
   redis.call('ZREM', expiry, unpack(gone))
-  for i = 1, #gone do redis.call('DEL', ns .. gone[i]) end
+  for i = 1, #gone do redis.pcall('DEL', ns .. gone[i]) end
 end
 """
 )
@@ -244,6 +251,23 @@ end
 local rows, bad = {}, {}
 read_rows(ns, KEYS[1], pks, {unpack(ARGV, 5)}, rows, bad)
 return {pks[#pks] or false, #pks, bad, rows}
+""",
+)
+
+# KEYS: index, expiry. ARGV: namespace, mode ('rank' or 'lex'), start, count, as for
+# READ_RANGE, and in 'lex' mode an upper bound ('+' for none, or '[pk'). Returns up to
+# `count` live primary keys of the index, in order.
+INDEX_PAGE = LuaScript(
+    "index_page",
+    _PURGE
+    + """
+local count = tonumber(ARGV[4])
+purge(KEYS[1], KEYS[2], ARGV[1])
+if ARGV[2] == 'rank' then
+  local start = tonumber(ARGV[3])
+  return redis.call('ZRANGE', KEYS[1], start, start + count - 1)
+end
+return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], ARGV[5], 'LIMIT', 0, count)
 """,
 )
 

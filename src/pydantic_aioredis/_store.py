@@ -16,6 +16,7 @@ from ._connection import (
     SyncClient,
     connect_async,
     connect_sync,
+    is_cluster,
     run_calls,
     sync_twin,
 )
@@ -73,6 +74,8 @@ class Store:
         self.models: dict[str, type[Model]] = {}
         self._tables: dict[type[Model], ModelTable[Any]] = {}
         self._injected = redis_store
+        # On a cluster, models lay their keys out in buckets (see `_keys`).
+        self.cluster = is_cluster(redis_store) if redis_store else self.redis_config.cluster
         self._decodes = _decodes_responses(redis_store) if redis_store is not None else True
         # redis-py's asyncio connections belong to the loop that opened them, so a store
         # made from a config keeps one client per running loop (tests and scripts often
@@ -245,6 +248,8 @@ class Store:
 
 
 def _decodes_responses(client: Any) -> bool:
+    if is_cluster(client):
+        return bool(client.get_connection_kwargs().get("decode_responses", False))
     kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
     return bool(kwargs.get("decode_responses", False))
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
 from ._exceptions import ConflictError, CorruptRecordError, InvalidInputError
-from ._keys import KeySpace
+from ._keys import KeySpace, Shard
 from ._scripts import (
     COUNT,
     DELETE_ALL,
@@ -26,8 +26,10 @@ from ._scripts import (
     UPDATE_FIELDS,
     WRITE_CHUNK,
     WRITE_RECORDS,
+    LuaScript,
     ScriptCall,
 )
+from ._sharded import delete_sharded, read_sharded
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -37,6 +39,7 @@ __all__ = ["ModelTable"]
 
 
 M = TypeVar("M", bound="Model")
+T = TypeVar("T")
 
 _gc_pauses = 0  # selects under way that asked for the collector to wait
 _gc_paused_by_us = False
@@ -74,8 +77,21 @@ _MAX_RANK = 2**32
 Encoded = tuple[str, list[str | bytes]]
 
 
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
 class ModelTable(Generic[M]):
-    """Reads and writes the records of one model in one store."""
+    """Reads and writes the records of one model in one store.
+
+    Every operation is a list of script calls, each on one *shard* of the model's keys
+    (see `_keys`): the whole model on a single server, one bucket on a cluster.
+    """
 
     def __init__(self, model: type[M], store: Store) -> None:
         self.model = model
@@ -85,12 +101,15 @@ class ModelTable(Generic[M]):
             prefix=model._redis_prefix,
             separator=model._redis_separator,
             table=model._table_name or model.__name__.lower(),
+            buckets=model._cluster_buckets if store.cluster else 0,
         )
+        self.shards = self.keys.shards
+        # On a cluster, each call names every key it touches (see `_scripts`).
+        self._declares_keys = store.cluster
         self.codec: HashCodec[M] = HashCodec(model)
         self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_text = self.codec._raw[self._pk_index]
-        self._index_keys = (self.keys.index_key, self.keys.expiry_key)
         self._fields_header = (len(self.codec.names), *self.codec.names)
 
     def __repr__(self) -> str:
@@ -121,6 +140,28 @@ class ModelTable(Generic[M]):
             keys[self.keys.check_primary_key(text)] = None
         return list(keys)
 
+    # -- shards --------------------------------------------------------------------------
+
+    def by_shard(
+        self, items: Sequence[T], primary_key: Callable[[T], str]
+    ) -> list[tuple[Shard, Sequence[T]]]:
+        """The items grouped by the shard of their primary key, in order within a group."""
+        if len(self.shards) == 1:
+            return [(self.shards[0], items)]
+        groups: dict[int, list[T]] = {}
+        for item in items:
+            groups.setdefault(self.keys.shard_index(primary_key(item)), []).append(item)
+        return [(self.shards[index], group) for index, group in sorted(groups.items())]
+
+    def script_call(
+        self, script: LuaScript, shard: Shard, args: tuple[Any, ...], pks: Iterable[str] = ()
+    ) -> ScriptCall:
+        """A call of `script` on one shard, about the records `pks`."""
+        if self._declares_keys:
+            namespace = shard.namespace
+            return ScriptCall(script, (*shard.keys, *[namespace + pk for pk in pks]), args)
+        return ScriptCall(script, shard.keys, args)
+
     # -- writing -------------------------------------------------------------------------
 
     def encode_whole(self, instance: M) -> Encoded:
@@ -150,21 +191,29 @@ class ModelTable(Generic[M]):
         """
         ttl = str(ttl_ms)
         calls = []
-        for start in range(0, len(records), WRITE_CHUNK):
-            args: list[Any] = [self.keys.namespace, mode, *self._fields_header]
-            for pk, values in records[start : start + WRITE_CHUNK]:
-                args.append(pk)
-                args.append(ttl)
-                args += values
-            calls.append(ScriptCall(WRITE_RECORDS, self._index_keys, tuple(args)))
+        for shard, group in self.by_shard(records, _first):
+            for chunk in _chunks(group, WRITE_CHUNK):
+                args: list[Any] = [shard.namespace, mode, *self._fields_header]
+                for pk, values in chunk:
+                    args.append(pk)
+                    args.append(ttl)
+                    args += values
+                pks = [pk for pk, _ in chunk] if self._declares_keys else ()
+                calls.append(self.script_call(WRITE_RECORDS, shard, tuple(args), pks))
         return calls
 
-    def update_call(self, records: Sequence[tuple[str, list[str | bytes]]]) -> ScriptCall:
-        """One script call that updates fields of records that exist (and reports the rest)."""
-        args: list[Any] = [self.keys.namespace]
-        for pk, pairs in records:
-            args += (pk, len(pairs) // 2, *pairs)
-        return ScriptCall(UPDATE_FIELDS, self._index_keys, tuple(args))
+    def update_calls(self, records: Sequence[tuple[str, list[str | bytes]]]) -> list[ScriptCall]:
+        """Script calls that update fields of records that exist; each replies with the
+        primary keys of the records that do not (`(pk, [name, value, ...])` per record)."""
+        calls = []
+        for shard, group in self.by_shard(records, _first):
+            for chunk in _chunks(group, WRITE_CHUNK):
+                args: list[Any] = [shard.namespace]
+                for pk, pairs in chunk:
+                    args += (pk, len(pairs) // 2, *pairs)
+                pks = [pk for pk, _ in chunk] if self._declares_keys else ()
+                calls.append(self.script_call(UPDATE_FIELDS, shard, tuple(args), pks))
+        return calls
 
     async def insert(self, instances: Sequence[M], life_span_seconds: float | None) -> int:
         encoded = [self.encode_whole(instance) for instance in instances]
@@ -210,8 +259,8 @@ class ModelTable(Generic[M]):
     async def update_fields(self, instance: M, names: Iterable[str]) -> bool:
         """Write some fields of an existing record; False (nothing written) if it is gone."""
         pk = self.primary_key(instance)
-        call = self.update_call([(pk, self.codec.encode_fields(instance, names))])
-        (missing,) = await self.store.execute([call])
+        calls = self.update_calls([(pk, self.codec.encode_fields(instance, names))])
+        (missing,) = await self.store.execute(calls)
         return not missing
 
     # -- reading -------------------------------------------------------------------------
@@ -242,20 +291,46 @@ class ModelTable(Generic[M]):
             if ids is None:
                 return await self._read_range(fields, skip or 0, limit, columns, invalid)
             pks = self.primary_keys(ids)
-            calls = [
-                ScriptCall(
-                    READ_IDS,
-                    self._index_keys,
-                    (self.keys.namespace, len(fields), *fields, *pks[i : i + READ_CHUNK]),
-                )
-                for i in range(0, len(pks), READ_CHUNK)
-            ]
+            calls = self.read_calls(pks, fields)
+            replies = await self.store.execute(calls) if calls else []
+            if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
+                rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
+                return self.decode(columns, rows, invalid)
             found: list[Any] = []
-            for reply in await self.store.execute(calls) if calls else []:
-                found += self._decode(columns, self._rows_of(reply, invalid), invalid)
+            for reply in replies:
+                found += self.decode(columns, self.rows_of(reply, invalid), invalid)
             return found
 
-    def _decode(
+    def read_calls(self, pks: Sequence[str], fields: Sequence[str]) -> list[ScriptCall]:
+        """Script calls that read these fields of the records with these primary keys."""
+        header = (len(fields), *fields)
+        return [
+            self.script_call(READ_IDS, shard, (shard.namespace, *header, *chunk), chunk)
+            for shard, group in self.by_shard(pks, str)
+            for chunk in _chunks(group, READ_CHUNK)
+        ]
+
+    def rows_in_order(
+        self,
+        pks: Sequence[str],
+        replies: list[Any],
+        width: int,
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
+        """The rows of several replies, in the order of `pks`."""
+        found: dict[str, tuple[list[Any], int]] = {}
+        for reply in replies:
+            rows = self.rows_of(reply, invalid)
+            for start in range(0, len(rows), width):
+                found[rows[start]] = (rows, start)
+        ordered: list[Any] = []
+        for pk in pks:
+            if pk in found:
+                rows, start = found[pk]
+                ordered += rows[start : start + width]
+        return ordered
+
+    def decode(
         self,
         columns: list[str] | None,
         rows: list[Any],
@@ -280,6 +355,8 @@ class ModelTable(Generic[M]):
         # reads while Python validates.
         if skip >= _MAX_RANK:
             return []  # no index is that long (and Lua numbers are doubles)
+        if len(self.shards) > 1:
+            return await read_sharded(self, fields, skip, limit, columns, invalid)
         found: list[Any] = []
         left = limit
         count = READ_CHUNK if left is None else min(left, READ_CHUNK)
@@ -289,7 +366,7 @@ class ModelTable(Generic[M]):
         try:
             while request is not None:
                 (reply,) = await request
-                last, scanned, rows = reply[0], reply[1], self._rows_of(reply, invalid)
+                last, scanned, rows = reply[0], reply[1], self.rows_of(reply, invalid)
                 if left is not None:
                     left -= scanned
                 request = None
@@ -302,7 +379,7 @@ class ModelTable(Generic[M]):
                     # four; more change nothing.
                     for _ in range(4):
                         await asyncio.sleep(0)
-                found += self._decode(columns, rows, invalid)
+                found += self.decode(columns, rows, invalid)
         finally:
             if request is not None:  # decoding failed: do not leave the read behind
                 request.cancel()
@@ -312,11 +389,11 @@ class ModelTable(Generic[M]):
     def _range_request(
         self, fields: list[str], mode: str, start: str, count: int
     ) -> asyncio.Task[list[Any]]:
-        args = (self.keys.namespace, mode, start, count, *fields)
-        call = ScriptCall(READ_RANGE, self._index_keys, args)
+        shard = self.shards[0]
+        call = ScriptCall(READ_RANGE, shard.keys, (shard.namespace, mode, start, count, *fields))
         return asyncio.ensure_future(self.store.execute([call]))
 
-    def _rows_of(self, reply: list[Any], invalid: list[CorruptRecordError] | None) -> list[Any]:
+    def rows_of(self, reply: list[Any], invalid: list[CorruptRecordError] | None) -> list[Any]:
         bad = reply[2]  # pk, error, pk, error...: keys that hold something else than a hash
         for i in range(0, len(bad), 2):
             key = self.keys.record_key(bad[i])
@@ -328,29 +405,31 @@ class ModelTable(Generic[M]):
         return rows
 
     async def count(self) -> int:
-        (reply,) = await self.store.execute(
-            [ScriptCall(COUNT, self._index_keys, (self.keys.namespace,))]
-        )
-        return int(reply)
+        calls = [ScriptCall(COUNT, shard.keys, (shard.namespace,)) for shard in self.shards]
+        return sum(int(reply) for reply in await self.store.execute(calls))
 
     # -- deleting ------------------------------------------------------------------------
 
     async def delete(self, ids: Any) -> int:
         if ids is None:
             return await self._delete_all()
-        pks = self.primary_keys(ids)
-        calls = [
-            ScriptCall(
-                DELETE_IDS, self._index_keys, (self.keys.namespace, *pks[i : i + WRITE_CHUNK])
-            )
-            for i in range(0, len(pks), WRITE_CHUNK)
-        ]
+        calls = self.delete_calls(self.primary_keys(ids))
         return sum(await self.store.execute(calls)) if calls else 0
 
+    def delete_calls(self, pks: Sequence[str]) -> list[ScriptCall]:
+        return [
+            self.script_call(DELETE_IDS, shard, (shard.namespace, *chunk), chunk)
+            for shard, group in self.by_shard(pks, str)
+            for chunk in _chunks(group, WRITE_CHUNK)
+        ]
+
     async def _delete_all(self) -> int:
+        if len(self.shards) > 1:
+            return await delete_sharded(self)
         # Each call deletes the first records of the index; several go per round trip
         # (the ones that find the index empty do nothing).
-        calls = [ScriptCall(DELETE_ALL, self._index_keys, (self.keys.namespace, WRITE_CHUNK))] * 8
+        shard = self.shards[0]
+        calls = [ScriptCall(DELETE_ALL, shard.keys, (shard.namespace, WRITE_CHUNK))] * 8
         deleted = 0
         while True:
             replies = await self.store.execute(calls)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._connection import run_calls_sync
 from ._exceptions import AutoSaveError, RedisOperationError, SerializationError
-from ._scripts import WRITE_CHUNK, ScriptCall
+from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
     from ._connection import SyncClient
@@ -52,7 +52,8 @@ class _Batch:
 
     def __init__(self) -> None:
         self.calls: list[ScriptCall] = []
-        self.updates: list[tuple[int, list[_PendingRecord]]] = []  # call index, records
+        # The field updates of one table: their calls are calls[start:stop].
+        self.updates: list[tuple[int, int, list[_PendingRecord]]] = []  # start, stop, records
         self.sent: list[tuple[_PendingRecord, int]] = []
         self.unstorable: list[tuple[_PendingRecord, SerializationError]] = []
 
@@ -212,16 +213,16 @@ class PendingWrites:
                 continue
             batch.sent.append((record, record.version))
         batch.calls += table.write_calls(wholes, table.store.default_ttl_ms)
-        for start in range(0, len(updates), WRITE_CHUNK):
-            chunk = updates[start : start + WRITE_CHUNK]
-            batch.updates.append((len(batch.calls), [record for record, _ in chunk]))
-            batch.calls.append(table.update_call([(r.pk, pairs) for r, pairs in chunk]))
+        if updates:
+            start = len(batch.calls)
+            batch.calls += table.update_calls([(r.pk, pairs) for r, pairs in updates])
+            batch.updates.append((start, len(batch.calls), [record for record, _ in updates]))
 
     def _missing_records(self, batch: _Batch, replies: list[Any]) -> list[ScriptCall]:
         """Whole writes for records that a field update found missing (expired, deleted)."""
         calls: list[ScriptCall] = []
-        for index, records in batch.updates:
-            missing = set(replies[index])
+        for start, stop, records in batch.updates:
+            missing = {pk for reply in replies[start:stop] for pk in reply}
             if not missing:
                 continue
             table = records[0].table

@@ -1,0 +1,27 @@
+"""Where the tests find a record in Redis, on a single server and on a cluster alike."""
+
+from __future__ import annotations
+
+from pydantic_aioredis._model import _TABLES
+
+
+def key(name: str) -> str:
+    """The Redis key of the record that a single server keeps at `name` ("note:n1").
+
+    On a cluster the same record lives in its bucket ("note:{5.12}:n1"); this finds the
+    registered model whose namespace starts `name` and asks its key layout.
+    """
+    tables = [t for t in _TABLES.values() if name.startswith(t.keys.namespace)]
+    if not tables:
+        raise LookupError(f"no registered model keeps records under {name!r}")
+    table = max(tables, key=lambda t: len(t.keys.namespace))
+    return table.keys.record_key(name[len(table.keys.namespace) :])
+
+
+def index_key(name: str) -> str:
+    """The index that lists the record a single server keeps at `name` (its bucket's
+    index on a cluster)."""
+    tables = [t for t in _TABLES.values() if name.startswith(t.keys.namespace)]
+    table = max(tables, key=lambda t: len(t.keys.namespace))
+    pk = name[len(table.keys.namespace) :]
+    return table.keys.shards[table.keys.shard_index(pk)].index_key
