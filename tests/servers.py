@@ -23,7 +23,7 @@ def free_port() -> int:
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (the port + 10000) is free and valid too."""
     for _ in range(1000):
-        port = random.randrange(20000, 45000)
+        port = random.randrange(20000, 30000)
         if _is_free(port) and _is_free(port + 10000):
             return port
     raise RuntimeError("no free pair of ports for a cluster node")

@@ -9,6 +9,8 @@ follow MOVED/ASK redirects and retry TRYAGAIN while a slot migrates.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError, TryAgainError
 
 from ._config import RedisConfig
 from ._exceptions import ConfigurationError, RedisOperationError
@@ -193,26 +195,53 @@ def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient
     )
 
 
+# How long calls wait out a slot that is moving between cluster nodes: meanwhile Redis
+# answers TRYAGAIN to a call on several keys of the slot that are not all on one side.
+# redis-py retries those for well under a second; moving a big slot can take longer.
+MIGRATION_PATIENCE = 10.0
+
+
 async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     """Send script calls in one round trip and return their replies in order.
 
     A script the server does not know (first use, or after a restart) is loaded and its
-    calls are sent again; every other error is raised as `RedisOperationError`.
+    calls are sent again; calls refused with TRYAGAIN are sent again until the slot
+    settles; every other error is raised as `RedisOperationError`.
     """
     try:
-        if len(calls) == 1:
-            return [await _call_one(client, calls[0])]
-        async with client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(*call.command())
-            replies = await pipe.execute(raise_on_error=False)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):
-                replies[i] = await _call_one(client, calls[i])
+        replies = await _send(client, calls)
+        deadline = time.monotonic() + MIGRATION_PATIENCE
+        delay = 0.05
+        while (waiting := _refused(replies)) and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.5)
+            for i, reply in zip(waiting, await _send(client, [calls[i] for i in waiting])):
+                replies[i] = reply
         _raise_first_error(replies)
-        return list(replies)
+        return replies
     except RedisError as exc:
         raise RedisOperationError(f"Redis failed: {exc}") from exc
+
+
+async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool = True) -> list[Any]:
+    """One round trip; an error reply takes the place of its call's reply."""
+    if len(calls) == 1:
+        try:
+            return [await _call_one(client, calls[0])]
+        except ResponseError as exc:
+            return [exc]
+    async with client.pipeline(transaction=False) as pipe:
+        for call in calls:
+            pipe.execute_command(*call.command())
+        replies = list(await pipe.execute(raise_on_error=False))
+    unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if unknown and reload:  # load each script once (on every master of a cluster), resend
+        for script in {calls[i].script for i in unknown}:
+            await client.script_load(script.source)
+        again = await _send(client, [calls[i] for i in unknown], reload=False)
+        for i, reply in zip(unknown, again):
+            replies[i] = reply
+    return replies
 
 
 async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
@@ -226,18 +255,38 @@ async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
 def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
     """The synchronous form of `run_calls`."""
     try:
-        with client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(*call.command())
-            replies = pipe.execute(raise_on_error=False)
-        for i, reply in enumerate(replies):
-            if isinstance(reply, NoScriptError):
-                client.script_load(calls[i].script.source)
-                replies[i] = client.execute_command(*calls[i].command())  # type: ignore[no-untyped-call]
+        replies = _send_sync(client, calls)
+        deadline = time.monotonic() + MIGRATION_PATIENCE
+        delay = 0.05
+        while (waiting := _refused(replies)) and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+            for i, reply in zip(waiting, _send_sync(client, [calls[i] for i in waiting])):
+                replies[i] = reply
         _raise_first_error(replies)
-        return list(replies)
+        return replies
     except RedisError as exc:
         raise RedisOperationError(f"Redis failed: {exc}") from exc
+
+
+def _send_sync(client: SyncClient, calls: Sequence[ScriptCall], reload: bool = True) -> list[Any]:
+    with client.pipeline(transaction=False) as pipe:
+        for call in calls:
+            pipe.execute_command(*call.command())
+        replies = list(pipe.execute(raise_on_error=False))
+    unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if unknown and reload:  # as in `_send`
+        for script in {calls[i].script for i in unknown}:
+            client.script_load(script.source)
+        again = _send_sync(client, [calls[i] for i in unknown], reload=False)
+        for i, reply in zip(unknown, again):
+            replies[i] = reply
+    return replies
+
+
+def _refused(replies: list[Any]) -> list[int]:
+    """Positions of the calls refused with TRYAGAIN."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, TryAgainError)]
 
 
 def _raise_first_error(replies: Sequence[Any]) -> None:

@@ -1,0 +1,266 @@
+"""Redis Cluster: the bucketed key layout, how records spread over the masters, round
+trips per node, what is atomic, injected clients, and a slot moving under a workload.
+
+The contract tests (test_crud, test_autosave, test_ttl, ...) also run on the cluster;
+this file holds what only a cluster has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import zlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.cluster
+from redis.crc import key_slot
+
+from pydantic_aioredis import ConfigurationError, Model, RedisConfig, RedisOperationError, Store
+from pydantic_aioredis._keys import bucket_tags
+from tests.conftest import cluster_masters
+from tests.keys import key
+from tests.models import Book, books
+
+
+@pytest.fixture
+async def store(cluster_config: RedisConfig) -> AsyncIterator[Store]:
+    store = Store(name="cluster", redis_config=cluster_config)
+    store.register_model(Book)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def masters(cluster_url: str) -> Iterator[list[redis.Redis]]:
+    """A plain client on each master, to look at what is stored where."""
+    clients = cluster_masters(cluster_url)
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def _decoded_keys(client: redis.Redis) -> list[str]:
+    return [k.decode() for k in client.scan_iter(count=1000)]
+
+
+async def test_a_record_its_index_entry_and_expiry_share_a_slot(
+    store: Store, masters: list[redis.Redis]
+) -> None:
+    await Book.insert(Book(title="The Hobbit", author="J.R.R. Tolkien"), life_span_seconds=60)
+    tag = bucket_tags(64)[zlib.crc32(b"The Hobbit") % 64]
+    record = f"book:{{{tag}}}:The Hobbit"
+    everything = sorted(k for m in masters for k in _decoded_keys(m))
+    assert everything == sorted([record, f"book:{{{tag}}}:__index", f"book:{{{tag}}}:__expiry"])
+    assert key("book:The Hobbit") == record
+    (holder,) = [m for m in masters if record in _decoded_keys(m)]
+    assert holder.type(record) == b"hash"
+    assert holder.zrange(f"book:{{{tag}}}:__index", 0, -1) == [b"The Hobbit"]
+    assert {key_slot(k.encode()) for k in everything} == {key_slot(tag.encode())}
+
+
+def test_buckets_cover_the_slot_space_evenly() -> None:
+    slots = [key_slot(tag.encode()) for tag in bucket_tags(64)]
+    assert [slot * 64 // 16384 for slot in slots] == list(range(64))
+
+
+async def test_ten_thousand_records_land_on_every_master_in_equal_shares(
+    store: Store, masters: list[redis.Redis]
+) -> None:
+    await Book.insert(books(10_000))
+    shares = [
+        sum(1 for k in _decoded_keys(m) if not k.endswith("__index")) / 10_000 for m in masters
+    ]
+    print("records per master:", [f"{share:.1%}" for share in shares])
+    assert sum(shares) == pytest.approx(1.0)
+    assert all(0.28 < share < 0.39 for share in shares), shares
+    assert await Book.count() == 10_000
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Pipelines sent, per node (a pipeline is one round trip to its node)."""
+    sent: Counter[str] = Counter()
+    original = redis.asyncio.cluster.ClusterNode.execute_pipeline
+
+    async def counting(node: Any, commands: Any) -> Any:
+        sent[node.name] += 1
+        return await original(node, commands)
+
+    monkeypatch.setattr(redis.asyncio.cluster.ClusterNode, "execute_pipeline", counting)
+    return sent
+
+
+@pytest.mark.parametrize("count", [1_000, 10_000])
+async def test_bulk_calls_take_round_trips_per_node_not_per_record(
+    store: Store, round_trips: Counter[str], count: int
+) -> None:
+    await Book.insert(books(300))  # load the scripts on every node first
+    await Book.select(ids=["book-00001"])
+    await Book.select()
+    await Book.delete()
+    round_trips.clear()
+    inserted = books(count)
+    await Book.insert(inserted)
+    assert sorted(round_trips.values()) == [1, 1, 1]  # one per node
+
+    round_trips.clear()
+    assert await Book.select() == inserted
+    # a round for the primary keys, one for the records (up to 16,000 per window)
+    assert sorted(round_trips.values()) == [2, 2, 2]
+
+    round_trips.clear()
+    ids = [b.title for b in inserted[::2]]
+    assert [b.title for b in await Book.select(ids=ids) or []] == ids
+    assert sorted(round_trips.values()) == [1, 1, 1]
+
+    round_trips.clear()
+    assert await Book.delete() == count
+    # a round for the keys, one to delete, one that finds nothing left
+    assert sorted(round_trips.values()) == [3, 3, 3]
+
+
+async def test_pages_come_in_primary_key_order_however_deep(store: Store) -> None:
+    inserted = books(3_000)
+    await Book.insert(inserted)
+    for skip, limit in [(0, 1), (7, 30), (1_500, 200), (2_990, 50), (0, 3_000), (100, 2_000)]:
+        assert await Book.select(skip=skip, limit=limit) == inserted[skip : skip + limit]
+    assert await Book.select(skip=2_999) == inserted[2_999:]
+
+
+async def test_a_batch_is_atomic_per_bucket_not_as_a_whole(store: Store) -> None:
+    batch = books(200)
+    spoiled = key("book:book-00002")
+    raw = store.sync_client()
+    raw.set(spoiled, "written by another program")
+    with pytest.raises(RedisOperationError, match="WRONGTYPE key " + re.escape(spoiled)):
+        await Book.insert(batch)
+    bucket = spoiled.rsplit(":", 1)[0]
+    for book in batch:
+        record = key(f"book:{book.title}")
+        if record == spoiled:
+            assert raw.get(record) == "written by another program"
+        else:  # the spoiled bucket wrote nothing; every other bucket wrote its records
+            assert raw.exists(record) == (not record.startswith(bucket + ":")), record
+
+
+@pytest.mark.parametrize("decode_responses", [True, False])
+async def test_an_injected_cluster_client_is_used_as_it_is(
+    cluster_config: RedisConfig, decode_responses: bool
+) -> None:
+    client = redis.asyncio.cluster.RedisCluster(
+        host=cluster_config.host, port=cluster_config.port, decode_responses=decode_responses
+    )
+    store = Store(name="injected", redis_store=client)
+    assert store.cluster
+    store.register_model(Book)
+    await Book.insert(books(300))
+    assert await Book.select(skip=10, limit=2) == books(300)[10:12]
+    assert await Book.select(columns=["title"], ids=["book-00007"]) == [{"title": "book-00007"}]
+    await store.close()
+    assert await client.ping()  # its owner closes it
+    await client.aclose()
+
+
+def test_a_cluster_url_makes_a_cluster_config() -> None:
+    config = RedisConfig.from_url("redis+cluster://:pw@node-1:7001")
+    assert (config.cluster, config.host, config.port, config.ssl) == (True, "node-1", 7001, False)
+    assert str(config) == "redis+cluster://:***@node-1:7001/0"
+    assert RedisConfig.from_url(config.redis_url) == config
+    assert RedisConfig.from_url("rediss+cluster://node-1:7001").ssl
+    with pytest.raises(ValueError, match="only database 0"):
+        RedisConfig.from_url("redis+cluster://node-1:7001/3")
+    with pytest.raises(ValueError, match="cannot be a cluster"):
+        RedisConfig(in_memory=True, cluster=True)
+
+
+async def test_braces_in_a_namespace_are_refused_on_a_cluster(store: Store) -> None:
+    class Tagged(Model):
+        _primary_key_field: str = "id"
+        _redis_prefix: str = "{app}"
+        id: str
+
+    with pytest.raises(ConfigurationError, match="braces"):
+        store.register_model(Tagged)
+    Store(name="single", redis_config=RedisConfig()).register_model(Tagged)  # fine there
+
+
+def _move_slot(slot: int, masters: list[redis.Redis], batch: int = 10) -> int:
+    """Move a slot to another master the way redis-cli --cluster reshard does: mark it
+    importing/migrating, MIGRATE its keys a few at a time, then give it to the target.
+    Returns how many keys moved."""
+    owners = [m for m in masters if m.cluster("COUNTKEYSINSLOT", slot) or _owns(m, slot)]
+    source = owners[0]
+    target = next(m for m in masters if m is not source)
+    source_id = source.execute_command("CLUSTER MYID").decode()
+    target_id = target.execute_command("CLUSTER MYID").decode()
+    target_port = target.get_connection_kwargs()["port"]
+    target.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+    source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+    moved = 0
+    while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
+        source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
+        moved += len(keys)
+        time.sleep(0.005)  # let the workload run against the half-moved slot
+    for master in (target, source, *(m for m in masters if m not in (source, target))):
+        master.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+    return moved
+
+
+def _owns(master: redis.Redis, slot: int) -> bool:
+    my_id = master.execute_command("CLUSTER MYID")
+    for start, end, (_, _, node_id, *_), *_ in master.execute_command("CLUSTER SLOTS"):
+        if start <= slot <= end:
+            return bool(node_id == my_id)
+    return False
+
+
+async def test_a_slot_moving_during_a_workload_loses_and_duplicates_nothing(
+    store: Store, masters: list[redis.Redis]
+) -> None:
+    moving = zlib.crc32(b"book-00000") % 64  # the bucket whose slot moves
+    slot = key_slot(bucket_tags(64)[moving].encode())
+    in_bucket = [b for b in books(20_000)[600:] if zlib.crc32(b.title.encode()) % 64 == moving]
+    assert len(in_bucket) > 250
+    elsewhere = [b for b in books(600) if zlib.crc32(b.title.encode()) % 64 != moving]
+    truth = {b.title: b for b in [*in_bucket[:150], *elsewhere[:300]]}
+    await Book.insert(list(truth.values()))
+
+    async def workload() -> int:
+        rounds = 0
+        fresh = iter([*in_bucket[150:], *elsewhere[300:]])
+        while not migration.done() or rounds < 5:
+            new = [next(fresh) for _ in range(4)]
+            assert await Book.insert(new) == 4
+            truth.update((b.title, b) for b in new)
+            (changed,) = await Book.select(ids=[new[0].title]) or []
+            async with changed.update():
+                changed.price = rounds
+            truth[changed.title] = changed
+            assert await Book.count() == len(truth)
+            found = await Book.select(ids=list(truth)[-40:]) or []
+            assert [b.title for b in found] == list(truth)[-40:]
+            rounds += 1
+        return rounds
+
+    for master in masters:
+        master.config_resetstat()
+    migration = asyncio.ensure_future(asyncio.to_thread(_move_slot, slot, masters))
+    rounds = await workload()
+    moved = await migration
+    redirected = sum(
+        m.info("errorstats").get(f"errorstat_{reply}", {"count": 0})["count"]
+        for m in masters
+        for reply in ("ASK", "TRYAGAIN")
+    )
+    print(f"moved {moved} keys of slot {slot}; {rounds} workload rounds; {redirected} ASK/TRYAGAIN")
+    assert redirected > 0  # the workload did meet the half-moved slot
+    assert moved >= 150
+    everything = await Book.select() or []
+    assert len(everything) == len({b.title for b in everything}) == len(truth)
+    assert everything == sorted(truth.values(), key=lambda b: b.title)
+    assert sum(m.cluster("COUNTKEYSINSLOT", slot) for m in masters) >= len(in_bucket[:150]) + 1
