@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,4 +49,22 @@ def test_benchmark_smoke() -> None:
         "| 600 |",
         "beside 1,000 unrelated keys",
     ):
+        assert expected in result.stdout, expected
+
+
+@pytest.mark.skipif(
+    REDIS_SERVER is None or shutil.which("redis-cli") is None,
+    reason="the cluster benchmark starts its own redis-servers and joins them with redis-cli",
+)
+def test_cluster_benchmark_smoke() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cluster", "--n", "300", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for expected in ("| ours, single Redis |", "| ours, 3-master cluster |", "(floor) |"):
         assert expected in result.stdout, expected

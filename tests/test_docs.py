@@ -2,7 +2,7 @@
 
 * ```python blocks are whole programs: each runs in a fresh interpreter, with REDIS_URL set
   to the test database (and once more without it, on the embedded backend, for the README's
-  quick start).
+  quick start), and REDIS_CLUSTER_URL to the test cluster for programs that use it.
 * ```py blocks are fragments: they run with top-level await in a namespace holding a `Book`
   model, a `book` and a `store` (with `Book` registered unless the fragment registers
   models itself), with `RedisConfig` pointed at the test database.
@@ -45,8 +45,11 @@ def test_documents_have_examples() -> None:
 
 
 @pytest.mark.parametrize("program", _blocks("python"))
-def test_program(program: str, redis_url: str) -> None:
-    _run(program, {"REDIS_URL": redis_url})
+def test_program(program: str, redis_url: str, request: pytest.FixtureRequest) -> None:
+    env = {"REDIS_URL": redis_url}
+    if "REDIS_CLUSTER_URL" in program:  # docs/cluster.md: on the test cluster
+        env["REDIS_CLUSTER_URL"] = request.getfixturevalue("cluster_config").redis_url
+    _run(program, env)
 
 
 def test_quickstart_in_the_readme_is_the_example_file() -> None:

@@ -199,3 +199,16 @@ async def test_unknown_fields_in_updates_are_refused(store: Store) -> None:
         async with book.update():
             book.colour = "red"  # type: ignore[attr-defined]
     assert await Book.select() == [Book(title="t", author="a")]
+
+
+async def test_a_store_with_another_text_encoding_round_trips(redis_url: str) -> None:
+    # Text goes to Redis in the configured encoding (redis-py's own packer: the faster
+    # one the library installs speaks UTF-8 only).
+    store = Store(name="latin", redis_config=RedisConfig.from_url(redis_url, encoding="latin-1"))
+    store.register_model(Book)
+    book = Book(title="Café", author="Zoë")
+    await Book.insert(book)
+    assert await Book.select() == [book]
+    with redis.Redis.from_url(redis_url) as plain:
+        assert plain.hget("book:Café".encode("latin-1"), "author") == "Zoë".encode("latin-1")
+    await store.close()

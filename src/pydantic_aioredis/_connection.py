@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
@@ -31,6 +32,47 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 _RETRY_ERRORS = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+
+
+class _HiredisPacking:
+    """Pack commands with hiredis's C packer, as redis-py's synchronous client does.
+
+    Written here for speed: redis-py's asyncio connection packs each argument in Python,
+    rebuilding a buffer of up to 6 kB per argument, and a script call that writes 250
+    records is some 2,000 arguments (2,250 on a cluster, which names the record keys
+    too). Measured here, bulk insert of 100,000 records on the 3-master cluster: 23,000
+    records/s with redis-py's packer, 44,000 with this one (half of the time had gone
+    into packing); on a single server the difference was within the noise.
+    """
+
+    encoder: Any
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if self.encoder.encoding != "utf-8" or self.encoder.encoding_errors != "strict":
+            return super().pack_command(*args)  # type: ignore[misc,no-any-return]
+        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD": two arguments
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # a value redis-py would refuse too
+            raise redis.exceptions.DataError(str(exc)) from exc
+
+
+class _Connection(_HiredisPacking, redis.asyncio.connection.Connection):
+    pass
+
+
+class _SSLConnection(_HiredisPacking, redis.asyncio.connection.SSLConnection):
+    pass
+
+
+def _pack_with_hiredis(cluster: redis.asyncio.cluster.RedisCluster, ssl: bool) -> None:
+    # RedisCluster takes no connection class; the nodes it discovers are made from its
+    # nodes manager's connection options. If a redis-py release moves them, the nodes
+    # keep redis-py's own connections: slower, not wrong.
+    options = getattr(getattr(cluster, "nodes_manager", None), "connection_kwargs", None)
+    if isinstance(options, dict):
+        options["connection_class"] = _SSLConnection if ssl else _Connection
 
 
 def is_cluster(client: object) -> bool:
@@ -109,12 +151,10 @@ def connect_async(config: RedisConfig) -> AsyncClient:
 
     retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
     if config.cluster:
-        return redis.asyncio.cluster.RedisCluster(retry=retry, **_cluster_options(config))
-    connection_class = (
-        redis.asyncio.connection.SSLConnection
-        if config.ssl
-        else redis.asyncio.connection.Connection
-    )
+        cluster = redis.asyncio.cluster.RedisCluster(retry=retry, **_cluster_options(config))
+        _pack_with_hiredis(cluster, ssl=config.ssl)
+        return cluster
+    connection_class = _SSLConnection if config.ssl else _Connection
     # A plain pool: the store keeps the calls in flight within `max_connections` itself.
     pool = redis.asyncio.ConnectionPool(
         connection_class=connection_class, retry=retry, **_pool_options(config)
