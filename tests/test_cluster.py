@@ -110,7 +110,7 @@ async def test_bulk_calls_take_round_trips_per_node_not_per_record(
 
     round_trips.clear()
     assert await Book.select() == inserted
-    # a round for the primary keys, one for the records (up to 16,000 per window)
+    # a round for the primary keys, one for the records (up to 32,000 per window)
     assert sorted(round_trips.values()) == [2, 2, 2]
 
     round_trips.clear()

@@ -39,11 +39,14 @@ class Store:
     Args:
         name: A name for this store (used in messages).
         redis_config: Where to connect; ignored when `redis_store` is given.
-        redis_store: An existing `redis.asyncio.Redis` client to use as it is, whether
-            or not it decodes responses.
+        redis_store: An existing `redis.asyncio.Redis` or `redis.asyncio.cluster.RedisCluster`
+            client to use as it is, whether or not it decodes responses.
         life_span_in_seconds: Default TTL of every record written (None: no expiry).
 
     Attributes:
+        cluster: Whether the store talks to a Redis Cluster (`RedisConfig(cluster=True)`
+            or an injected `RedisCluster` client); its models then keep their keys in
+            buckets (see docs/cluster.md).
         pending: The automatic writes not sent yet; `len(store.pending)` counts the records
             they touch, `store.pending.last_error` is the error of the last failed attempt
             while they wait. `await store.flush()` sends them.

@@ -190,29 +190,33 @@ class ModelTable(Generic[M]):
         written (for one record: with several, a call writes all of its records or none).
         """
         ttl = str(ttl_ms)
-        calls = []
-        for shard, group in self.by_shard(records, _first):
-            for chunk in _chunks(group, WRITE_CHUNK):
-                args: list[Any] = [shard.namespace, mode, *self._fields_header]
-                for pk, values in chunk:
-                    args.append(pk)
-                    args.append(ttl)
-                    args += values
-                pks = [pk for pk, _ in chunk] if self._declares_keys else ()
-                calls.append(self.script_call(WRITE_RECORDS, shard, tuple(args), pks))
-        return calls
+        head = (mode, *self._fields_header)
+        return self._write_calls(WRITE_RECORDS, records, head, lambda pk, values: (pk, ttl))
 
     def update_calls(self, records: Sequence[tuple[str, list[str | bytes]]]) -> list[ScriptCall]:
         """Script calls that update fields of records that exist; each replies with the
         primary keys of the records that do not (`(pk, [name, value, ...])` per record)."""
+        return self._write_calls(
+            UPDATE_FIELDS, records, (), lambda pk, pairs: (pk, len(pairs) // 2)
+        )
+
+    def _write_calls(
+        self,
+        script: LuaScript,
+        records: Sequence[tuple[str, list[str | bytes]]],
+        head: tuple[Any, ...],
+        record_head: Callable[[str, list[str | bytes]], tuple[Any, ...]],
+    ) -> list[ScriptCall]:
+        # ARGV: the namespace, `head`, then per record `record_head(...)` and its values.
         calls = []
         for shard, group in self.by_shard(records, _first):
             for chunk in _chunks(group, WRITE_CHUNK):
-                args: list[Any] = [shard.namespace]
-                for pk, pairs in chunk:
-                    args += (pk, len(pairs) // 2, *pairs)
+                args: list[Any] = [shard.namespace, *head]
+                for pk, values in chunk:
+                    args += record_head(pk, values)
+                    args += values
                 pks = [pk for pk, _ in chunk] if self._declares_keys else ()
-                calls.append(self.script_call(UPDATE_FIELDS, shard, tuple(args), pks))
+                calls.append(self.script_call(script, shard, tuple(args), pks))
         return calls
 
     async def insert(self, instances: Sequence[M], life_span_seconds: float | None) -> int:
