@@ -14,26 +14,10 @@ from tests.servers import REDIS_SERVER
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
-def test_benchmark_smoke() -> None:
+def _run_benchmark(module: str, *args: str) -> str:
+    """Run a benchmark module at a tiny size; what it printed."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench",
-            "--n",
-            "300",
-            "--repeat",
-            "1",
-            "--big",
-            "600",
-            "--saves",
-            "20",
-            "--assignments",
-            "1000",
-            "--crowd",
-            "1000",
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,6 +25,16 @@ def test_benchmark_smoke() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="the benchmark starts its own redis-server")
+def test_benchmark_smoke() -> None:
+    output = _run_benchmark(
+        "benchmarks.bench",
+        *("--n", "300", "--repeat", "1", "--big", "600", "--saves", "20"),
+        *("--assignments", "1000", "--crowd", "1000"),
+    )
     for expected in (
         "| bulk insert N | records |",
         "| select all | ",
@@ -49,7 +43,7 @@ def test_benchmark_smoke() -> None:
         "| 600 |",
         "beside 1,000 unrelated keys",
     ):
-        assert expected in result.stdout, expected
+        assert expected in output, expected
 
 
 @pytest.mark.skipif(
@@ -57,14 +51,6 @@ def test_benchmark_smoke() -> None:
     reason="the cluster benchmark starts its own redis-servers and joins them with redis-cli",
 )
 def test_cluster_benchmark_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cluster", "--n", "300", "--repeat", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    output = _run_benchmark("benchmarks.cluster", "--n", "300", "--repeat", "1")
     for expected in ("| ours, single Redis |", "| ours, 3-master cluster |", "(floor) |"):
-        assert expected in result.stdout, expected
+        assert expected in output, expected

@@ -20,11 +20,19 @@ import redis
 import redis.asyncio.cluster
 from redis.crc import key_slot
 
-from pydantic_aioredis import ConfigurationError, Model, RedisConfig, RedisOperationError, Store
+from pydantic_aioredis import (
+    AutoSaveError,
+    ConfigurationError,
+    Model,
+    RedisConfig,
+    RedisOperationError,
+    Store,
+)
 from pydantic_aioredis._keys import bucket_tags
 from tests.conftest import cluster_masters
 from tests.keys import key
-from tests.models import Book, books
+from tests.models import Book, Movie, books
+from tests.servers import LocalCluster, wait_for_cluster
 
 
 @pytest.fixture
@@ -264,3 +272,43 @@ async def test_a_slot_moving_during_a_workload_loses_and_duplicates_nothing(
     assert len(everything) == len({b.title for b in everything}) == len(truth)
     assert everything == sorted(truth.values(), key=lambda b: b.title)
     assert sum(m.cluster("COUNTKEYSINSLOT", slot) for m in masters) >= len(in_bucket[:150]) + 1
+
+
+async def test_scripts_flushed_from_the_masters_are_loaded_again(
+    store: Store, masters: list[redis.Redis], round_trips: Counter[str]
+) -> None:
+    await Book.insert(books(300))
+    for master in masters:
+        master.script_flush()
+    round_trips.clear()
+    await Book.insert(books(600))  # NOSCRIPT on every node: load once, resend once
+    assert sorted(round_trips.values()) == [2, 2, 2]
+    for master in masters:
+        master.script_flush()
+    assert await Book.select() == books(600)
+
+
+async def test_a_master_down_fails_calls_cleanly_and_queued_writes_wait_for_it() -> None:
+    # A cluster of its own: this one loses a master for a while.
+    with LocalCluster() as cluster:
+        config = RedisConfig(port=cluster.ports[0], cluster=True, retries=1)
+        store = Store(name="faults", redis_config=config)
+        store.register_model(Book)
+        store.register_model(Movie)
+        await Book.insert(books(300))
+        down = cluster.nodes[2]
+        down.stop()
+        with pytest.raises(RedisOperationError):
+            await Book.insert(books(600))  # some buckets live on the stopped master
+        titles = [f"film {i}" for i in range(30)]
+        for title in titles:
+            Movie(title=title, director="someone")  # automatic writes, queued
+        with pytest.raises(AutoSaveError):
+            await store.flush()
+        assert len(store.pending) == 30  # nothing dropped
+        down.start()  # back with its cluster identity, without its data (no persistence)
+        wait_for_cluster(cluster.ports)
+        await store.flush()
+        assert len(store.pending) == 0
+        assert [m.title for m in await Movie.select() or []] == sorted(titles)
+        await store.close()

@@ -46,9 +46,14 @@ HOBBIT = {
 }
 
 
-@pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    store = Store(name="api", redis_config=RedisConfig.from_url(redis_url))
+@pytest.fixture(params=["redis", "cluster"])
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
+    """The API's store: on the test Redis, then on the test cluster."""
+    if request.param == "cluster":
+        config: RedisConfig = request.getfixturevalue("cluster_config")
+    else:
+        config = RedisConfig.from_url(redis_url)
+    store = Store(name="api", redis_config=config)
     store.register_model(Book)
     yield store
     await store.close()
