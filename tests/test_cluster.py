@@ -169,6 +169,8 @@ async def test_an_injected_cluster_client_is_used_as_it_is(
     await Book.insert(books(300))
     assert await Book.select(skip=10, limit=2) == books(300)[10:12]
     assert await Book.select(columns=["title"], ids=["book-00007"]) == [{"title": "book-00007"}]
+    twin = store.sync_client()  # what writes made outside an event loop go through
+    assert twin.hget(key("book:book-00007"), "author") == "author 0"
     await store.close()
     assert await client.ping()  # its owner closes it
     await client.aclose()
@@ -195,6 +197,19 @@ async def test_braces_in_a_namespace_are_refused_on_a_cluster(store: Store) -> N
     with pytest.raises(ConfigurationError, match="braces"):
         store.register_model(Tagged)
     Store(name="single", redis_config=RedisConfig()).register_model(Tagged)  # fine there
+
+
+@pytest.mark.parametrize("buckets", [0, 16_385, "64", 2.5, True])
+async def test_a_bad_bucket_count_is_refused_naming_it(store: Store, buckets: object) -> None:
+    class Odd(Model):
+        _primary_key_field: str = "id"
+        _cluster_buckets = buckets
+        id: str
+
+    with pytest.raises(
+        ConfigurationError, match=f"_cluster_buckets .* not {re.escape(repr(buckets))}"
+    ):
+        store.register_model(Odd)
 
 
 def _move_slot(slot: int, masters: list[redis.Redis], batch: int = 10) -> int:

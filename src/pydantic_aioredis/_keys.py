@@ -67,8 +67,8 @@ class KeySpace:
     """The Redis keys of one model.
 
     Args:
-        buckets: 0 for a single server; on a cluster, the number of buckets the model's
-            records are spread over.
+        buckets: None for a single server; on a cluster, the number of buckets the
+            model's records are spread over.
 
     Example:
         >>> keys = KeySpace("Book", prefix=None, separator=":", table="book")
@@ -89,7 +89,7 @@ class KeySpace:
         prefix: str | None,
         separator: str,
         table: str,
-        buckets: int = 0,
+        buckets: int | None = None,
     ) -> None:
         self.model_name = model_name
         parts = [prefix, table] if prefix else [table]
@@ -97,7 +97,7 @@ class KeySpace:
         self.index_key = self.namespace + INDEX_SUFFIX
         self.expiry_key = self.namespace + EXPIRY_SUFFIX
         self.buckets = buckets
-        if not buckets:
+        if buckets is None:
             self.shards: tuple[Shard, ...] = (Shard.under(self.namespace),)
             return
         if "{" in self.namespace or "}" in self.namespace:
@@ -111,7 +111,7 @@ class KeySpace:
 
     def shard_index(self, primary_key: str) -> int:
         """Which of `shards` holds the record with this primary key."""
-        if not self.buckets:
+        if self.buckets is None:
             return 0
         return zlib.crc32(primary_key.encode("utf-8", "surrogatepass")) % self.buckets
 
@@ -144,11 +144,10 @@ class KeySpace:
         )
 
     def __repr__(self) -> str:
-        buckets = f", buckets={self.buckets}" if self.buckets else ""
+        buckets = "" if self.buckets is None else f", buckets={self.buckets}"
         return f"KeySpace({self.namespace!r}{buckets})"
 
 
-@cache
 def bucket_tags(buckets: int) -> tuple[str, ...]:
     """The hash tag of each bucket: `b.salt`, with the first salt that puts the tag's slot
     in the b-th of `buckets` equal ranges of the cluster's slots.
@@ -157,11 +156,16 @@ def bucket_tags(buckets: int) -> tuple[str, ...]:
         >>> [key_slot(tag.encode()) for tag in bucket_tags(4)]  # one per quarter
         [1598, 4428, 10334, 16172]
     """
-    if not 0 < buckets <= REDIS_CLUSTER_HASH_SLOTS:
+    if type(buckets) is not int or not 0 < buckets <= REDIS_CLUSTER_HASH_SLOTS:
         raise ConfigurationError(
-            f"the number of cluster buckets must be between 1 and {REDIS_CLUSTER_HASH_SLOTS}, "
-            f"not {buckets}"
+            f"_cluster_buckets must be a whole number from 1 to {REDIS_CLUSTER_HASH_SLOTS}, "
+            f"not {buckets!r}"
         )
+    return _bucket_tags(buckets)
+
+
+@cache
+def _bucket_tags(buckets: int) -> tuple[str, ...]:
     tags = []
     for bucket in range(buckets):
         low = bucket * REDIS_CLUSTER_HASH_SLOTS // buckets

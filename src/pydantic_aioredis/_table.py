@@ -101,7 +101,7 @@ class ModelTable(Generic[M]):
             prefix=model._redis_prefix,
             separator=model._redis_separator,
             table=model._table_name or model.__name__.lower(),
-            buckets=model._cluster_buckets if store.cluster else 0,
+            buckets=model._cluster_buckets if store.cluster else None,
         )
         self.shards = self.keys.shards
         # On a cluster, each call names every key it touches (see `_scripts`).
