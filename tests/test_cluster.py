@@ -103,6 +103,14 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return sent
 
 
+async def test_a_bulk_call_can_be_the_first_call_of_a_client(cluster_config: RedisConfig) -> None:
+    store = Store(name="first", redis_config=cluster_config)
+    store.register_model(Book)
+    assert await Book.insert(books(1_000)) == 1_000  # a pipeline as the very first call
+    assert await Book.count() == 1_000
+    await store.close()
+
+
 @pytest.mark.parametrize("count", [1_000, 10_000])
 async def test_bulk_calls_take_round_trips_per_node_not_per_record(
     store: Store, round_trips: Counter[str], count: int

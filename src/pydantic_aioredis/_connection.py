@@ -20,7 +20,13 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import (
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from ._config import RedisConfig
 from ._exceptions import ConfigurationError, RedisOperationError
@@ -272,7 +278,7 @@ async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool =
             return [exc]
     async with client.pipeline(transaction=False) as pipe:
         for call in calls:
-            pipe.execute_command(*call.command())
+            pipe.execute_command(*call.command(), **_route(client, call))
         replies = list(await pipe.execute(raise_on_error=False))
     unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if unknown and reload:  # load each script once (on every master of a cluster), resend
@@ -322,6 +328,20 @@ def _send_sync(client: SyncClient, calls: Sequence[ScriptCall], reload: bool = T
         for i, reply in zip(unknown, again):
             replies[i] = reply
     return replies
+
+
+def _route(client: AsyncClient, call: ScriptCall) -> dict[str, Any]:
+    """The node of a call, for redis-py's cluster pipeline, which otherwise hashes every
+    key the call names, twice: measured here, a sixth of the time of a select of 100,000
+    records (a read of 500 records names 502 keys). All keys of a call share the slot of
+    the first, so its node is the call's node. A call refused with MOVED or ASK is sent
+    again by the pipeline without this hint, through redis-py's own routing."""
+    if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return {}
+    try:
+        return {"target_nodes": client.get_node_from_key(call.keys[0])}
+    except RedisClusterException:  # no map of the slots (yet): redis-py routes the call
+        return {}
 
 
 def _refused(replies: list[Any]) -> list[int]:
