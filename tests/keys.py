@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic_aioredis._model import _TABLES
 
 
@@ -11,17 +13,20 @@ def key(name: str) -> str:
     On a cluster the same record lives in its bucket ("note:{5.12}:n1"); this finds the
     registered model whose namespace starts `name` and asks its key layout.
     """
-    tables = [t for t in _TABLES.values() if name.startswith(t.keys.namespace)]
-    if not tables:
-        raise LookupError(f"no registered model keeps records under {name!r}")
-    table = max(tables, key=lambda t: len(t.keys.namespace))
-    return table.keys.record_key(name[len(table.keys.namespace) :])
+    table, pk = _table_and_pk(name)
+    return str(table.keys.record_key(pk))
 
 
 def index_key(name: str) -> str:
     """The index that lists the record a single server keeps at `name` (its bucket's
     index on a cluster)."""
+    table, pk = _table_and_pk(name)
+    return str(table.keys.shards[table.keys.shard_index(pk)].index_key)
+
+
+def _table_and_pk(name: str) -> tuple[Any, str]:
     tables = [t for t in _TABLES.values() if name.startswith(t.keys.namespace)]
+    if not tables:
+        raise LookupError(f"no registered model keeps records under {name!r}")
     table = max(tables, key=lambda t: len(t.keys.namespace))
-    pk = name[len(table.keys.namespace) :]
-    return table.keys.shards[table.keys.shard_index(pk)].index_key
+    return table, name[len(table.keys.namespace) :]
