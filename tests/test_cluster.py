@@ -12,7 +12,7 @@ import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,13 +34,15 @@ from tests.keys import key
 from tests.models import Book, Movie, books
 from tests.servers import LocalCluster, wait_for_cluster
 
+# Tests that take the shared `store` fixture run in its cluster run only.
+pytestmark = pytest.mark.onlycluster
+
 
 @pytest.fixture
-async def store(cluster_config: RedisConfig) -> AsyncIterator[Store]:
-    store = Store(name="cluster", redis_config=cluster_config)
+def store(store: Store) -> Store:
+    """The suite's store (on the test cluster, by the marker above), with Book registered."""
     store.register_model(Book)
-    yield store
-    await store.close()
+    return store
 
 
 @pytest.fixture
