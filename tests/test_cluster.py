@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio.cluster
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from pydantic_aioredis import (
@@ -356,3 +358,49 @@ async def test_pages_stay_exact_when_one_bucket_holds_most_records(store: Store)
     for skip, limit in [(0, 5), (0, 100), (30, 40), (500, 20), (700, 60), (len(stored) - 3, 10)]:
         page = await Crowded.select(skip=skip, limit=limit) or []
         assert [c.id for c in page] == stored[skip : skip + limit], (skip, limit)
+
+
+class Small(Model):
+    _primary_key_field: str = "id"
+    _cluster_buckets: int = 4  # few buckets: uneven shares are common in small sets
+    id: str
+
+
+_POOL = [f"k{i:04d}" for i in range(1_600)]
+_POOL_BY_BUCKET = [[k for k in _POOL if zlib.crc32(k.encode()) % 4 == b] for b in range(4)]
+
+# Random keys (any characters), plus a bucket given far more than its share of the smallest
+# keys: that is what makes a page need its second round of index reads.
+_KEY_SETS = st.builds(
+    lambda anything, heavy, crowd, few: {*anything, *_POOL_BY_BUCKET[heavy][:crowd], *few},
+    st.sets(st.text(alphabet="ab0é✓", max_size=5), max_size=60),
+    st.integers(0, 3),
+    st.integers(0, 300),
+    st.sets(st.sampled_from(_POOL), max_size=30),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ids=_KEY_SETS,
+    pages=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 200)), min_size=1, max_size=4),
+)
+def test_any_page_is_the_slice_of_the_sorted_keys(
+    cluster_config: RedisConfig, ids: set[str], pages: list[tuple[int, int]]
+) -> None:
+    expected = sorted(ids)  # UTF-8 keeps code point order: Python's order is Redis's
+
+    async def check() -> None:
+        store = Store(name="pages", redis_config=cluster_config)
+        store.register_model(Small)
+        await Small.delete()
+        await Small.insert([Small(id=i) for i in ids])
+        for skip, limit in pages:
+            page = await Small.select(skip=skip, limit=limit) or []
+            assert [s.id for s in page] == expected[skip : skip + limit], (skip, limit)
+        assert [s.id for s in await Small.select(skip=pages[0][0]) or []] == expected[pages[0][0] :]
+        await store.close()
+
+    asyncio.run(check())
