@@ -104,7 +104,8 @@ class ModelTable(Generic[M]):
             buckets=model._cluster_buckets if store.cluster else None,
         )
         self.shards = self.keys.shards
-        # On a cluster, each call names every key it touches (see `_scripts`).
+        # On a cluster, each call names every key it touches (see `_scripts`), and whole-
+        # model reads and deletes go through `_sharded`, even for a model of one bucket.
         self._declares_keys = store.cluster
         self.codec: HashCodec[M] = HashCodec(model)
         self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
@@ -359,7 +360,7 @@ class ModelTable(Generic[M]):
         # reads while Python validates.
         if skip >= _MAX_RANK:
             return []  # no index is that long (and Lua numbers are doubles)
-        if len(self.shards) > 1:
+        if self._declares_keys:
             return await read_sharded(self, fields, skip, limit, columns, invalid)
         found: list[Any] = []
         left = limit
@@ -428,7 +429,7 @@ class ModelTable(Generic[M]):
         ]
 
     async def _delete_all(self) -> int:
-        if len(self.shards) > 1:
+        if self._declares_keys:
             return await delete_sharded(self)
         # Each call deletes the first records of the index; several go per round trip
         # (the ones that find the index empty do nothing).
