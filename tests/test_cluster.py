@@ -342,6 +342,18 @@ async def test_a_master_down_fails_calls_cleanly_and_queued_writes_wait_for_it()
         assert [m.title for m in await Movie.select() or []] == sorted(titles)
         await store.close()
 
+        # A cluster that lost a slot altogether: redis-py's own cluster errors surface as
+        # the library's RedisOperationError too.
+        for node in cluster.nodes:
+            with redis.Redis(port=node.port) as client:
+                if client.cluster("COUNTKEYSINSLOT", 0) == 0 and _owns(client, 0):
+                    client.cluster("DELSLOTS", 0)
+        store = Store(name="uncovered", redis_config=config)
+        store.register_model(Book)
+        with pytest.raises(RedisOperationError, match="slot"):
+            await Book.insert(books(300))
+        await store.close()
+
 
 async def test_pages_stay_exact_when_one_bucket_holds_most_records(store: Store) -> None:
     # The first round of a page takes each bucket's expected share and some; a bucket

@@ -265,7 +265,7 @@ async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[An
                 replies[i] = reply
         _raise_first_error(replies)
         return replies
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:
         raise RedisOperationError(f"Redis failed: {exc}") from exc
 
 
@@ -311,7 +311,7 @@ def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]
                 replies[i] = reply
         _raise_first_error(replies)
         return replies
-    except RedisError as exc:
+    except (RedisError, RedisClusterException) as exc:
         raise RedisOperationError(f"Redis failed: {exc}") from exc
 
 
