@@ -188,6 +188,17 @@ async def test_an_injected_cluster_client_is_used_as_it_is(
     await client.aclose()
 
 
+async def test_a_cluster_node_reached_as_a_single_server_is_named(
+    cluster_config: RedisConfig,
+) -> None:
+    single = cluster_config.model_copy(update={"cluster": False})
+    store = Store(name="confused", redis_config=single)
+    store.register_model(Book)
+    with pytest.raises(RedisOperationError, match=r"Cluster; connect with RedisConfig\(cluster"):
+        await Book.insert(books(300))  # its index and expiry keys are in different slots
+    await store.close()
+
+
 def test_a_cluster_url_makes_a_cluster_config() -> None:
     config = RedisConfig.from_url("redis+cluster://:pw@node-1:7001")
     assert (config.cluster, config.host, config.port, config.ssl) == (True, "node-1", 7001, False)

@@ -21,6 +21,8 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
+    ClusterCrossSlotError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -266,7 +268,7 @@ async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[An
         _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
-        raise RedisOperationError(f"Redis failed: {exc}") from exc
+        raise _failure(exc) from exc
 
 
 async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool = True) -> list[Any]:
@@ -312,7 +314,7 @@ def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]
         _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
-        raise RedisOperationError(f"Redis failed: {exc}") from exc
+        raise _failure(exc) from exc
 
 
 def _send_sync(client: SyncClient, calls: Sequence[ScriptCall], reload: bool = True) -> list[Any]:
@@ -342,6 +344,17 @@ def _route(client: AsyncClient, call: ScriptCall) -> dict[str, Any]:
         return {"target_nodes": client.get_node_from_key(call.keys[0])}
     except RedisClusterException:  # no map of the slots (yet): redis-py routes the call
         return {}
+
+
+def _failure(exc: Exception) -> RedisOperationError:
+    # A cluster client follows MOVED, and our keys of one call share a slot: either reply
+    # means a plain client reached a cluster node.
+    if isinstance(exc, (MovedError, ClusterCrossSlotError)):
+        return RedisOperationError(
+            f"Redis failed: {exc}: the server is a node of a Redis Cluster; connect with "
+            "RedisConfig(cluster=True) or a redis+cluster:// URL"
+        )
+    return RedisOperationError(f"Redis failed: {exc}")
 
 
 def _refused(replies: list[Any]) -> list[int]:
