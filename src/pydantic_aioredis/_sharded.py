@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._keys import Shard
     from ._table import ModelTable
 
-__all__ = ["delete_sharded", "read_sharded"]
+__all__ = ["delete_sharded", "drop", "read_sharded"]
 
 # Primary keys per index page. Measured here, a page of 5,000 keys of 13 characters takes
 # the server about 1 ms, about what a write of 250 records takes.
@@ -136,10 +136,16 @@ async def _read_in_order(
             rows = table.rows_in_order(window, replies, width, invalid)
             found += table.decode(columns, rows, invalid)
     finally:
-        if request is not None:  # decoding failed: do not leave the read behind
-            request.cancel()
-            await asyncio.gather(request, return_exceptions=True)
+        await drop(request)
     return found
+
+
+async def drop(request: asyncio.Future[Any] | None) -> None:
+    """Cancel a read still in flight (decoding failed) and wait until it is gone, so that
+    no reply arrives for a select that already raised."""
+    if request is not None:
+        request.cancel()
+        await asyncio.gather(request, return_exceptions=True)
 
 
 async def delete_sharded(table: ModelTable[Any]) -> int:

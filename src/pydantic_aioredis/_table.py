@@ -29,7 +29,7 @@ from ._scripts import (
     LuaScript,
     ScriptCall,
 )
-from ._sharded import delete_sharded, read_sharded
+from ._sharded import delete_sharded, drop, read_sharded
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -386,9 +386,7 @@ class ModelTable(Generic[M]):
                         await asyncio.sleep(0)
                 found += self.decode(columns, rows, invalid)
         finally:
-            if request is not None:  # decoding failed: do not leave the read behind
-                request.cancel()
-                await asyncio.gather(request, return_exceptions=True)
+            await drop(request)
         return found
 
     def _range_request(
