@@ -251,7 +251,9 @@ def _move_slot(slot: int, masters: list[redis.Redis], batch: int = 10) -> int:
     while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
         source.execute_command("MIGRATE", "127.0.0.1", target_port, "", 0, 5000, "KEYS", *keys)
         moved += len(keys)
-        time.sleep(0.005)  # let the workload run against the half-moved slot
+        # Let the workload run against the half-moved slot: long enough (about a second in
+        # all) that redis-py's own retries give up on some calls, so the library's must act.
+        time.sleep(0.05)
     for master in (target, source, *(m for m in masters if m not in (source, target))):
         master.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
     return moved

@@ -292,9 +292,12 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed")
 def test_example_app_matches_its_openapi_document(example_app: str) -> None:
     # Every check (the default), with negative data too, but one: see tests/schemathesis.toml.
+    # `filter_too_much` is hypothesis giving up on generating path values it can use (seen
+    # now and then for GET /book/{title}): a limit of the generator, not a finding about
+    # the API, so it must not fail the run.
     config = ROOT / "tests" / "schemathesis.toml"
     command = [str(SCHEMATHESIS), "--config-file", str(config), "run",
                f"{example_app}/openapi.json", "--max-examples", "25",
-               "--no-color"]  # fmt: skip
+               "--suppress-health-check", "filter_too_much", "--no-color"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -22,6 +22,7 @@ import redis.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
     ClusterCrossSlotError,
+    ClusterError,
     MovedError,
     NoScriptError,
     RedisClusterException,
@@ -276,7 +277,7 @@ async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool =
     if len(calls) == 1:
         try:
             return [await _call_one(client, calls[0])]
-        except ResponseError as exc:
+        except (ResponseError, ClusterError) as exc:
             return [exc]
     async with client.pipeline(transaction=False) as pipe:
         for call in calls:
@@ -358,8 +359,16 @@ def _failure(exc: Exception) -> RedisOperationError:
 
 
 def _refused(replies: list[Any]) -> list[int]:
-    """Positions of the calls refused with TRYAGAIN."""
-    return [i for i, reply in enumerate(replies) if isinstance(reply, TryAgainError)]
+    """Positions of the calls that a moving slot kept from running: refused with TRYAGAIN,
+    or redirected until redis-py gave up ("TTL exhausted", which it raises only after
+    MOVED, ASK and TRYAGAIN replies: the call never ran, so sending it again is safe)."""
+    return [i for i, reply in enumerate(replies) if _was_refused(reply)]
+
+
+def _was_refused(reply: Any) -> bool:
+    if isinstance(reply, TryAgainError):
+        return True
+    return isinstance(reply, ClusterError) and "TTL exhausted" in str(reply)
 
 
 def _raise_first_error(replies: Sequence[Any]) -> None:
