@@ -2,11 +2,11 @@
 
 Where the server comes from, in order:
 
-1. `TEST_REDIS_URL`, if set;
-2. the server on 127.0.0.1:6379, if it answers;
-3. a redis-server that the suite starts on a free port, if the binary is installed;
-4. otherwise the embedded in-memory backend, with a warning in the report, except under
-   `CI=true`, where a missing Redis fails the run.
+1. `TEST_REDIS_URL`, if set: a server you name, whose databases 12 and 13 the suite flushes;
+2. else a redis-server that the suite starts on a free port and stops at the end (a
+   server already running on the machine, 127.0.0.1:6379 say, is never touched);
+3. else, when the binary is not installed, the embedded in-memory backend, with a warning
+   in the report, except under `CI=true`, where a missing Redis fails the run.
 
 The suite uses databases 12 and 13 of that server and flushes them around each test.
 
@@ -46,8 +46,6 @@ def _find_redis() -> tuple[str | None, RedisServer | None]:
         if not reachable(url):
             pytest.exit(f"TEST_REDIS_URL={url} does not answer", returncode=3)
         return url, None
-    if reachable("redis://127.0.0.1:6379/0"):
-        return "redis://127.0.0.1:6379/0", None
     if REDIS_SERVER is not None:
         server = RedisServer().start()
         return server.url, server

@@ -41,6 +41,8 @@ def _is_free(port: int) -> bool:
 class RedisServer:
     """A redis-server on 127.0.0.1 that a test can stop and start again on the same port."""
 
+    started_urls: set[str] = set()  # every server the suite started, for a test of its own
+
     def __init__(self, port: int | None = None, *extra_args: str) -> None:
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed")
@@ -85,6 +87,7 @@ class RedisServer:
                 time.sleep(0.02)
             finally:
                 client.close()
+        RedisServer.started_urls.add(self.url)
         return self
 
     def stop(self) -> None:
