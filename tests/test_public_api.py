@@ -23,6 +23,7 @@ def test_exported_names() -> None:
         "RedisOperationError",
         "SerializationError",
         "Store",
+        "UsageError",
         "__version__",
     ]
     assert sorted(pydantic_aioredis.__all__) == pydantic_aioredis.__all__

@@ -28,6 +28,7 @@ from ._exceptions import (
     PydanticAioredisError,
     RedisOperationError,
     SerializationError,
+    UsageError,
 )
 from ._model import AutoModel, Model
 from ._store import Store
@@ -48,5 +49,6 @@ __all__ = [
     "RedisOperationError",
     "SerializationError",
     "Store",
+    "UsageError",
     "__version__",
 ]

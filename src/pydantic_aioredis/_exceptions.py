@@ -7,6 +7,8 @@ PydanticAioredisError                 the root: catch this to catch everything w
 ├── InvalidInputError (ValueError)    a call's arguments are wrong (bad id, unknown column)
 ├── SerializationError (ValueError)   a field value cannot be stored; nothing was written
 ├── CorruptRecordError                a record in Redis cannot be read back as the model
+├── UsageError (RuntimeError)         a call made where or when it cannot work (no event loop,
+│                                     an update() block already open in another task)
 ├── ConflictError                     a versioned save lost a race: the record changed
 └── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
     └── AutoSaveError                 an automatic write failed; it stays queued for retry
@@ -28,6 +30,7 @@ __all__ = [
     "PydanticAioredisError",
     "RedisOperationError",
     "SerializationError",
+    "UsageError",
 ]
 
 
@@ -87,6 +90,11 @@ class ConflictError(PydanticAioredisError):
         self.model_name = model_name
         self.key = key
         self.version = version
+
+
+class UsageError(PydanticAioredisError, RuntimeError):
+    """A call was made where or when it cannot work: `Store.redis_store` outside an event
+    loop, or a second `update()` block on an instance whose block another task holds open."""
 
 
 class RedisOperationError(PydanticAioredisError):
