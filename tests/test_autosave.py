@@ -20,7 +20,7 @@ from pydantic_aioredis import (
     RedisConfig,
     Store,
 )
-from tests.keys import key
+from tests.keys import key, register_alone
 from tests.models import Book, Movie
 from tests.servers import RedisServer
 
@@ -64,7 +64,7 @@ async def test_construction_queues_the_write_without_sending_it(
 
 def test_under_uvloop(config: RedisConfig) -> None:
     store = Store(name="uvloop", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
 
     async def scenario() -> list[Note] | None:
         note = Note(id="u", text="one")
@@ -211,10 +211,12 @@ async def test_a_primary_key_changed_before_the_first_send_writes_only_the_last(
 
 
 async def test_writes_queued_while_redis_is_down_land_once_it_is_back() -> None:
-    with RedisServer() as server:
+    # The server keeps its data across the outage (an append-only file), as production
+    # servers do: the field update of n1 applies to n1 once it is back.
+    with RedisServer(None, "--appendonly", "yes", "--appendfsync", "always") as server:
         config = RedisConfig.from_url(server.url, retries=0, socket_connect_timeout=0.5)
         store = Store(name="outage", redis_config=config)
-        store.register_model(Note)
+        register_alone(store, Note)
         note = Note(id="n1", text="before the outage")
         await store.flush()
 
@@ -269,7 +271,7 @@ def test_asyncio_run_returning_right_after_construction_loses_nothing(redis_url:
 
 async def test_close_sends_what_is_queued(config: RedisConfig) -> None:
     store = Store(name="closing", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     Note(id="n1")
     await store.close()
     assert store.sync_client().exists(key("note:n1")) == 1
@@ -277,7 +279,7 @@ async def test_close_sends_what_is_queued(config: RedisConfig) -> None:
 
 async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
     store = Store(name="closing", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     async with store:
         Note(id="n1")
     assert store.sync_client().exists(key("note:n1")) == 1
@@ -288,7 +290,7 @@ async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
 
 def test_outside_a_loop_writes_are_sent_at_once(config: RedisConfig) -> None:
     store = Store(name="sync", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     raw = store.sync_client()
     note = Note(id="n1", text="sync")
     assert raw.hget(key("note:n1"), "text") == "sync"

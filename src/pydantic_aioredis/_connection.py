@@ -250,12 +250,15 @@ def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient
 MIGRATION_PATIENCE = 10.0
 
 
-async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_calls(
+    client: AsyncClient, calls: Sequence[ScriptCall], raise_errors: bool = True
+) -> list[Any]:
     """Send script calls in one round trip and return their replies in order.
 
     A script the server does not know (first use, or after a restart) is loaded and its
     calls are sent again; calls refused with TRYAGAIN are sent again until the slot
-    settles; every other error is raised as `RedisOperationError`.
+    settles; every other error is raised as `RedisOperationError` (with `raise_errors`
+    False, a call's error reply takes the place of its reply instead).
     """
     try:
         replies = await _send(client, calls)
@@ -266,7 +269,8 @@ async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[An
             delay = min(2 * delay, 0.5)
             for i, reply in zip(waiting, await _send(client, [calls[i] for i in waiting])):
                 replies[i] = reply
-        _raise_first_error(replies)
+        if raise_errors:
+            _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
         raise _failure(exc) from exc
@@ -301,7 +305,9 @@ async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
         return await client.execute_command(*call.command())
 
 
-def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+def run_calls_sync(
+    client: SyncClient, calls: Sequence[ScriptCall], raise_errors: bool = True
+) -> list[Any]:
     """The synchronous form of `run_calls`."""
     try:
         replies = _send_sync(client, calls)
@@ -312,7 +318,8 @@ def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]
             delay = min(2 * delay, 0.5)
             for i, reply in zip(waiting, _send_sync(client, [calls[i] for i in waiting])):
                 replies[i] = reply
-        _raise_first_error(replies)
+        if raise_errors:
+            _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
         raise _failure(exc) from exc
