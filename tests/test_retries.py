@@ -80,7 +80,9 @@ async def test_a_versioned_save_sent_twice_is_applied_once(
     assert stored(server, "account:alice") == {"id": "alice", "balance": "10", "version": "2"}
 
 
-async def test_the_deposit_loop_of_the_docs_deposits_once(server: RedisServer, store: Store) -> None:
+async def test_the_deposit_loop_of_the_docs_deposits_once(
+    server: RedisServer, store: Store
+) -> None:
     await Account(id="bob").save()
     (account,) = await Account.select(ids=["bob"]) or []
     account.balance += 10
@@ -95,7 +97,9 @@ async def test_the_deposit_loop_of_the_docs_deposits_once(server: RedisServer, s
 # connection it went out on; three rounds make the case happen.
 
 
-async def test_a_delete_sent_twice_counts_what_it_deleted(server: RedisServer, store: Store) -> None:
+async def test_a_delete_sent_twice_counts_what_it_deleted(
+    server: RedisServer, store: Store
+) -> None:
     for _ in range(3):
         await Entry.insert([Entry(id="a"), Entry(id="b")])
         waking = stall(server, 0.8)
