@@ -332,8 +332,9 @@ def _decodes_responses(client: Any) -> bool:
 
 
 def _decoded(value: Any) -> Any:
+    # As the library's own clients read replies (see `READ_ERRORS`).
     if isinstance(value, bytes):
-        return value.decode()
+        return value.decode(errors="surrogateescape")
     if isinstance(value, list):
         return [_decoded(item) for item in value]
     return value
