@@ -3,7 +3,9 @@ end to end (the example app under uvicorn, driven over HTTP, and checked by sche
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import field_validator
 
-from pydantic_aioredis import RedisConfig, Store
+from pydantic_aioredis import PydanticAioredisError, RedisConfig, Store
 from pydantic_aioredis.ext.fastapi import CRUDRouter, FastAPIModel
 from tests.servers import free_port
 
@@ -46,13 +48,9 @@ HOBBIT = {
 }
 
 
-@pytest.fixture(params=["redis", "cluster"])
-async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
-    """The API's store: on the test Redis, then on the test cluster."""
-    if request.param == "cluster":
-        config: RedisConfig = request.getfixturevalue("cluster_config")
-    else:
-        config = RedisConfig.from_url(redis_url)
+@pytest.fixture
+async def store(config: RedisConfig) -> AsyncIterator[Store]:
+    """The API's store: on the test Redis, the embedded backend and the test cluster."""
     store = Store(name="api", redis_config=config)
     store.register_model(Book)
     yield store
@@ -83,6 +81,46 @@ async def test_select_or_404(store: Store) -> None:
     assert await Book.select_or_404(["author"]) == [{"author": "B"}]
     with pytest.raises(KeyError, match="custom"):
         await Book.select_or_404(ids=["missing"], custom_exception=KeyError("custom"))
+
+
+def test_select_or_404_is_typed_for_a_users_mypy_strict(tmp_path: Path) -> None:
+    checks = tmp_path / "typed_select_or_404.py"
+    checks.write_text(
+        "from typing import Any\n"
+        "from typing_extensions import assert_type\n"
+        "from pydantic_aioredis.ext.fastapi import FastAPIModel\n"
+        "class Book(FastAPIModel):\n"
+        "    _primary_key_field: str = 'title'\n"
+        "    title: str\n"
+        "async def check() -> None:\n"
+        "    assert_type(await Book.select_or_404(), list[Book])\n"
+        "    assert_type(await Book.select_or_404(ids=['x'], limit=2), list[Book])\n"
+        "    assert_type(await Book.select_or_404(['title']), list[dict[str, Any]])\n"
+        "    assert_type(await Book.select_or_404(columns=['title']), list[dict[str, Any]])\n"
+    )
+    page = tmp_path / "fastapi_page.py"  # the program of docs/fastapi.md
+    (program,) = re.findall(r"^```python\n(.*?)^```", (ROOT / "docs" / "fastapi.md").read_text(),
+                            re.MULTILINE | re.DOTALL)  # fmt: skip
+    page.write_text(program)
+    example = ROOT / "examples" / "fastapi_app.py"
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--no-error-summary"]
+    # In a directory of its own: the user's mypy, without this project's settings.
+    result = subprocess.run([*command, str(checks), str(page), str(example)],
+                            cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_the_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "pydantic_aioredis.ext.fastapi")
+    with pytest.raises(ImportError) as caught:
+        importlib.import_module("pydantic_aioredis.ext.fastapi")
+    assert "pip install 'pydantic-aioredis[fastapi]'" in str(caught.value)
+    assert isinstance(caught.value, ModuleNotFoundError)
+    assert isinstance(caught.value, PydanticAioredisError)
+    assert caught.value.name == "fastapi"
 
 
 # -- every route and status code ------------------------------------------------------------
@@ -229,9 +267,10 @@ async def test_openapi_document(store: Store) -> None:
     assert set(schemas["Book"]["properties"]) == {"title", "author", "published_on", "copies"}
     assert schemas["BookIn"]["properties"]["title"]["minLength"] == 1
     for body in ("BookReplace", "BookUpdate"):
-        assert "title" not in schemas[body]["properties"]
+        assert set(schemas[body]["properties"]) == {"title", "author", "published_on", "copies"}
         assert schemas[body]["additionalProperties"] is False
-    assert set(schemas["BookReplace"]["required"]) == {"author"}
+    assert set(schemas["BookReplace"]["required"]) == {"author"}  # the key is optional
+    assert schemas["BookReplace"]["properties"]["title"]["readOnly"] is True
     assert "required" not in schemas["BookUpdate"]
 
 
@@ -284,6 +323,24 @@ def test_example_app_end_to_end(example_app: str) -> None:
         assert [b["title"] for b in http.get("/book/").json()] == ["The Hobbit"]
         assert http.delete("/book/The Hobbit").status_code == 204
         assert http.get("/book/").json() == []
+        assert http.post("/book/", json={**HOBBIT, "title": "Vol. 1/2"}).status_code == 201
+        assert http.get("/book/Vol. 1/2").json()["title"] == "Vol. 1/2"
+        assert http.delete("/book/Vol. 1%2F2").status_code == 204
+
+
+def test_example_app_checks_versions_end_to_end(example_app: str) -> None:
+    with httpx.Client(base_url=example_app, timeout=10) as http:
+        created = http.post("/stock/", json={"title": "Dune", "copies": 3})
+        assert (created.status_code, created.headers["ETag"]) == (201, '"1"')
+        read = http.get("/stock/Dune")
+        mine = {"If-Match": read.headers["ETag"]}
+        changed = http.patch("/stock/Dune", json={"copies": 2}, headers=mine)
+        assert (changed.json()["copies"], changed.headers["ETag"]) == (2, '"2"')
+        assert http.patch("/stock/Dune", json={"copies": 9}, headers=mine).status_code == 412
+        assert http.patch("/stock/Dune", json={"copies": 9}).status_code == 428
+        assert http.put("/stock/Dune", json={"copies": 9, "version": 1}).status_code == 409
+        replaced = http.put("/stock/Dune", json={"copies": 0, "version": 2})
+        assert (replaced.status_code, replaced.json()["version"]) == (200, 3)
 
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

@@ -1,6 +1,7 @@
 """FastAPI integration: `FastAPIModel.select_or_404` and a CRUD router for a model.
 
-Install with the `fastapi` extra: `pip install "pydantic-aioredis[fastapi]"`.
+Install with the `fastapi` extra: `pip install "pydantic-aioredis[fastapi]"`. Without it,
+importing this module raises `MissingExtraError`, a `ModuleNotFoundError` that says so.
 
 Example:
     ```python
@@ -25,26 +26,74 @@ Example:
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, overload
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StringConstraints, ValidationError, create_model
+from typing_extensions import Self
 
-from .._exceptions import InvalidInputError, SerializationError
+from .._exceptions import ConfigurationError, InvalidInputError, SerializationError
 from .._model import Model, _table_of
 
+
+class MissingExtraError(ConfigurationError, ModuleNotFoundError):
+    """FastAPI is not installed: `pip install 'pydantic-aioredis[fastapi]'`.
+
+    A `ModuleNotFoundError` (so an `ImportError`), and a `ConfigurationError` of the library.
+    """
+
+
+try:
+    from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+
+    from ._crud_input import (
+        KEY_CONVERTOR,
+        as_model,
+        check_key,
+        input_model,
+        patched_record,
+        replace_model,
+        replaced_record,
+        unprocessable,
+        update_model,
+    )
+    from ._crud_versions import RecordVersions
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] not in ("fastapi", "starlette"):
+        raise
+    missing = MissingExtraError(
+        "pydantic_aioredis.ext.fastapi needs FastAPI: pip install 'pydantic-aioredis[fastapi]'"
+    )
+    missing.name = exc.name
+    raise missing from exc
+
 __all__ = ["CRUDRouter", "FastAPIModel"]
-
-# Starlette renamed the constant (..._ENTITY -> ..._CONTENT); the number works everywhere.
-_UNPROCESSABLE = 422
-
-M = TypeVar("M", bound=Model)
 
 
 class FastAPIModel(Model):
     """A `Model` with `select_or_404`, for FastAPI endpoints."""
+
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: None = None,
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[Self]: ...
+
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: Sequence[str],
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
 
     @classmethod
     async def select_or_404(
@@ -54,21 +103,28 @@ class FastAPIModel(Model):
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
-    ) -> list[Any]:
+    ) -> list[Self] | list[dict[str, Any]]:
         """Like `select`, but raise a 404 `HTTPException` ("Book not found") when nothing
         matches, instead of returning None.
 
         Args:
-            columns: As for `select`.
+            columns: As for `select`: dicts with only these fields instead of instances.
             ids: As for `select`.
             custom_exception: An exception to raise instead of the 404.
             skip: As for `select`.
             limit: As for `select`.
+
+        Returns:
+            The instances found (dicts with `columns`), never an empty list.
         """
-        found = await cls.select(columns, ids, skip, limit)
+        found: list[Self] | list[dict[str, Any]] | None
+        if columns is None:
+            found = await cls.select(None, ids, skip, limit)
+        else:
+            found = await cls.select(columns, ids, skip, limit)
         if found is None:
             raise custom_exception or HTTPException(
-                status_code=status.HTTP_404_NOT_FOUND, detail=f"{cls.__name__} not found"
+                status.HTTP_404_NOT_FOUND, f"{cls.__name__} not found"
             )
         return found
 
@@ -87,13 +143,20 @@ class CRUDRouter(APIRouter):
     | `GET {prefix}/`        | a page (`skip`, `limit` ≤ `max_limit`) | 200             |
     | `GET {prefix}/{pk}`    | one record                             | 200, 404        |
     | `POST {prefix}/`       | create                                 | 201, 409        |
-    | `PUT {prefix}/{pk}`    | replace (the body has no key field)    | 200, 404, 422   |
+    | `PUT {prefix}/{pk}`    | replace                                | 200, 404, 422   |
     | `PATCH {prefix}/{pk}`  | change some fields                     | 200, 404, 422   |
     | `DELETE {prefix}/{pk}` | delete one                             | 204, 404        |
     | `DELETE {prefix}/`     | delete all (off unless asked for)      | 200             |
 
     Request bodies are validated by pydantic (422 with its details). The primary key is
-    taken from the path: PUT and PATCH bodies have no key field, so it cannot be changed.
+    taken from the path, which holds the rest of the URL (`/book/a/b` is the record `a/b`):
+    a key in a PUT or PATCH body must be the same, so it cannot be changed.
+
+    For a model with a `_version_field`, GET, POST, PUT and PATCH answer the record's
+    version as an `ETag`; PUT and PATCH write only if the version they name (in an
+    `If-Match` header, or in the body) is the stored one, and move the record to the next
+    version atomically: 412 for a failed If-Match, 409 for a stale version in the body,
+    428 when neither is sent. See docs/fastapi.md.
 
     Args:
         model: A model registered with a store.
@@ -134,11 +197,13 @@ class CRUDRouter(APIRouter):
         self.model = model
         self.pk_field = table.pk_field
         self.pk_type = model.model_fields[self.pk_field].annotation
+        version_field = model._version_field
+        self.versions = RecordVersions(model, version_field) if version_field else None
         self.default_limit = min(default_limit, max_limit)
         self.max_limit = max_limit
-        self.replace_model = _body_model(model, self.pk_field, "Replace", partial=False)
-        self.update_model = _body_model(model, self.pk_field, "Update", partial=True)
-        self.input_model = _input_model(model, self.pk_field)
+        self.replace_model = replace_model(model, self.pk_field, version_field)
+        self.update_model = update_model(model, self.pk_field)
+        self.input_model = input_model(model, self.pk_field)
         self._methods: dict[str, list[str]] = {}
         # Item routes first: Starlette's route patterns end in `$`, which also matches
         # before a final newline, so `/book/%0A` must meet `/book/{title}` before `/book/`.
@@ -164,7 +229,7 @@ class CRUDRouter(APIRouter):
             try:
                 return await endpoint(*args, **kwargs)
             except (InvalidInputError, SerializationError) as exc:
-                raise _unprocessable(self.pk_field, str(exc)) from None
+                raise unprocessable(self.pk_field, str(exc)) from None
 
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
@@ -178,9 +243,15 @@ class CRUDRouter(APIRouter):
     ) -> None:
         """A route on one record, `{prefix}/{pk}`: 404 when there is no such record."""
         options.setdefault("response_model", self.model)
-        missing = {404: {"description": f"No such {self.model.__name__}"}}
-        self._route(f"/{{{self.pk_field}}}", endpoint, method, summary=summary,
-                    responses=missing, **options)  # fmt: skip
+        responses = {404: {"description": f"No such {self.model.__name__}"}}
+        responses.update(options.pop("responses", {}))
+        path = f"/{{{self.pk_field}:{KEY_CONVERTOR}}}"
+        self._route(path, endpoint, method, summary=summary, responses=responses, **options)
+
+    def _versioned_responses(
+        self, status_code: int, checked: bool
+    ) -> dict[int | str, dict[str, Any]]:
+        return self.versions.responses(status_code, checked) if self.versions else {}
 
     def _add_method_not_allowed(self, path: str, methods: list[str]) -> None:
         # Starlette answers 405 with the methods of the first route on the path only; one
@@ -208,6 +279,19 @@ class CRUDRouter(APIRouter):
         is_text = isinstance(self.pk_type, type) and issubclass(self.pk_type, str)
         return Annotated[self.pk_type, Path(alias=self.pk_field, min_length=1 if is_text else None)]
 
+    @property
+    def _if_match(self) -> Any:
+        # Shown in the schema for versioned models only; the others ignore it.
+        return Annotated[
+            str | None,
+            Header(
+                alias="If-Match",
+                include_in_schema=self.versions is not None,
+                description='The ETag that GET answered ("3"): write only if the record is '
+                "still at that version",
+            ),
+        ]
+
     def _add_list(self) -> None:
         model = self.model
 
@@ -226,73 +310,125 @@ class CRUDRouter(APIRouter):
         )
 
     def _add_get(self) -> None:
-        model, not_found = self.model, self._not_found
+        model, versions, not_found = self.model, self.versions, self._not_found
 
-        async def get_record(pk: self._pk_path) -> Any:  # type: ignore[name-defined]
+        async def get_record(pk: self._pk_path, response: Response) -> Any:  # type: ignore[name-defined]
             found = await model.select(ids=[pk])
             if not found:
                 raise not_found()
+            if versions:
+                versions.tag(found[0], response)
             return found[0]
 
-        self._item_route(get_record, "GET", f"Get one {model.__name__}")
+        self._item_route(
+            get_record,
+            "GET",
+            f"Get one {model.__name__}",
+            responses=self._versioned_responses(200, checked=False),
+        )
 
     def _add_create(self) -> None:
-        model = self.model
+        model, versions, body_model = self.model, self.versions, self.input_model
 
-        input_model = self.input_model
-
-        async def create_record(body: Annotated[input_model, Body()]) -> Any:  # type: ignore[valid-type]
-            record = _as_model(model, body)
+        async def create_record(
+            body: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+        ) -> Any:
+            record = as_model(model, body)
+            if versions:
+                record = versions.created(record)
             if not await _table_of(model).create(record):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     f"{model.__name__} {getattr(record, self.pk_field)!r} already exists",
                 )
+            if versions:
+                versions.tag(record, response)
             return record
 
+        responses: dict[int | str, dict[str, Any]] = {
+            409: {"description": f"The {model.__name__} exists already"}
+        }
         self._route(
             "/",
             create_record,
             "POST",
             response_model=model,
             status_code=status.HTTP_201_CREATED,
-            responses={409: {"description": f"The {model.__name__} exists already"}},
+            responses={**responses, **self._versioned_responses(201, checked=False)},
             summary=f"Create a {model.__name__}",
         )
 
     def _add_replace(self) -> None:
-        model, pk_field, not_found = self.model, self.pk_field, self._not_found
-        replace_model = self.replace_model
+        model, pk_field, versions, not_found = (
+            self.model, self.pk_field, self.versions, self._not_found
+        )  # fmt: skip
+        body_model = self.replace_model
 
         async def replace_record(
             pk: self._pk_path,  # type: ignore[name-defined]
-            body: Annotated[replace_model, Body()],  # type: ignore[valid-type]
+            body: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+            if_match: self._if_match = None,  # type: ignore[name-defined]
         ) -> Any:
-            record = _validate_record(model, {**dict(body), pk_field: pk})
-            if not await _table_of(model).replace(record):
+            check_key(body, pk_field, pk)
+            if versions is None:
+                record = replaced_record(model, body, {pk_field: pk})
+                if not await _table_of(model).replace(record):
+                    raise not_found()
+                return record
+            stored = await versions.stored(pk)
+            if stored is None:
                 raise not_found()
+            record = replaced_record(model, body, {pk_field: pk, versions.field: stored})
+            versions.check(pk, stored, if_match, versions.sent(body))
+            await versions.save(record, pk, if_match)
+            versions.tag(record, response)
             return record
 
-        self._item_route(replace_record, "PUT", f"Replace a {model.__name__}")
+        self._item_route(
+            replace_record,
+            "PUT",
+            f"Replace a {model.__name__}",
+            responses=self._versioned_responses(200, checked=True),
+        )
 
     def _add_update(self) -> None:
-        model, not_found = self.model, self._not_found
-        update_model = self.update_model
+        model, pk_field, versions, not_found = (
+            self.model, self.pk_field, self.versions, self._not_found
+        )  # fmt: skip
+        body_model = self.update_model
 
         async def update_record(
             pk: self._pk_path,  # type: ignore[name-defined]
-            changes: Annotated[update_model, Body()],  # type: ignore[valid-type]
+            changes: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+            if_match: self._if_match = None,  # type: ignore[name-defined]
         ) -> Any:
+            check_key(changes, pk_field, pk)
             found = await model.select(ids=[pk])
             if not found:
                 raise not_found()
-            patch: dict[str, Any] = changes.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
-            updated = _validate_record(model, {**found[0].model_dump(), **patch})
-            if patch and not await _table_of(model).update_fields(updated, patch):
-                raise not_found()  # deleted meanwhile
+            if versions is None:
+                updated, names = patched_record(model, found[0], changes, {pk_field: pk})
+                if names and not await _table_of(model).update_fields(updated, names):
+                    raise not_found()  # deleted meanwhile
+                return updated
+            version = getattr(found[0], versions.field)
+            fixed = {pk_field: pk, versions.field: version}
+            updated, names = patched_record(model, found[0], changes, fixed)
+            versions.check(pk, version, if_match, versions.sent(changes))
+            if names:  # a PATCH that changes nothing writes nothing: the version stays
+                await versions.save(updated, pk, if_match)
+            versions.tag(updated, response)
             return updated
 
-        self._item_route(update_record, "PATCH", f"Change fields of a {model.__name__}")
+        self._item_route(
+            update_record,
+            "PATCH",
+            f"Change fields of a {model.__name__}",
+            responses=self._versioned_responses(200, checked=True),
+        )
 
     def _add_delete_one(self) -> None:
         model, not_found = self.model, self._not_found
@@ -324,56 +460,3 @@ class CRUDRouter(APIRouter):
             response_model=Deleted,
             summary=f"Delete every {model.__name__}",
         )
-
-
-def _input_model(model: type[Model], pk_field: str) -> type[Model]:
-    """The body of POST and PUT: the model, with a string primary key that is not empty.
-
-    The library stores records under an empty key too, but a URL cannot address one
-    (`/book/` is the collection), so the router refuses it, and its schema says so.
-    """
-    info = model.model_fields[pk_field]
-    if not (isinstance(info.annotation, type) and issubclass(info.annotation, str)):
-        return model
-    field = (Annotated[info.annotation, StringConstraints(min_length=1)], info)
-    return create_model(f"{model.__name__}In", __base__=model, **{pk_field: field})  # type: ignore[call-overload, no-any-return]
-
-
-def _as_model(model: type[M], body: Model) -> M:
-    # The body validated as `{Model}In`; the record is a plain instance of the model.
-    if isinstance(body, model) and type(body) is model:
-        return body
-    return model.model_construct(body.model_fields_set, **dict(body))  # type: ignore[return-value]
-
-
-def _body_model(model: type[Model], pk_field: str, suffix: str, partial: bool) -> type[BaseModel]:
-    """A body for PUT (every field but the primary key, as the model declares them) or
-    PATCH (the same, each one optional; null only where the model allows None).
-
-    The key comes from the path alone: in a body it is an unknown field, refused. The
-    whole record is then validated by the model itself, with its validators.
-    """
-    fields: dict[str, Any] = {
-        name: (info.annotation, None if partial else info)
-        for name, info in model.model_fields.items()
-        if name != pk_field
-    }
-    return create_model(f"{model.__name__}{suffix}", __config__={"extra": "forbid"}, **fields)
-
-
-def _validate_record(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:  # reported like FastAPI's own body errors
-        errors = [
-            {**error, "loc": ["body", *error["loc"]]}
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        raise HTTPException(_UNPROCESSABLE, jsonable_encoder(errors)) from None
-
-
-def _unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        _UNPROCESSABLE,
-        [{"type": "value_error", "loc": ["body", field], "msg": message}],
-    )
