@@ -258,8 +258,8 @@ async def test_openapi_document(store: Store) -> None:
     assert set(paths["/book/"]) == {"get", "post", "delete"}
     assert set(paths["/book/{title}"]) == {"get", "put", "patch", "delete"}
     assert set(paths["/book/"]["post"]["responses"]) == {"201", "400", "409", "422"}
-    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "422"}
-    assert set(paths["/book/{title}"]["patch"]["responses"]) == {"200", "400", "404", "422"}
+    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "412", "422"}
+    assert set(paths["/book/{title}"]["patch"]["responses"]) == {"200", "400", "404", "412", "422"}
     listed = paths["/book/"]["get"]
     limit = next(p for p in listed["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)

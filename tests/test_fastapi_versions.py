@@ -68,11 +68,18 @@ async def test_post_creates_at_version_1_and_get_answers_it_as_the_etag(
     assert (await stored()).version == 1
 
 
-async def test_a_model_without_a_version_has_no_etag(api: httpx.AsyncClient) -> None:
+async def test_without_a_version_no_etag_and_only_if_match_star(api: httpx.AsyncClient) -> None:
     await api.post("/plain/", json={"id": "p"})
     assert "ETag" not in (await api.get("/plain/p")).headers
-    ignored = await api.put("/plain/p", json={"n": 1}, headers=etag(7))  # nothing to match
-    assert ignored.status_code == 200
+    for method in ("put", "patch", "delete"):  # no tag can match a record that has none
+        json = None if method == "delete" else {"n": 1}
+        refused = await api.request(method, "/plain/p", json=json, headers=etag(0))
+        assert refused.status_code == 412, method
+    assert (await api.get("/plain/p")).json() == {"id": "p", "n": 0}
+    star = {"If-Match": "*"}
+    assert (await api.patch("/plain/p", json={"n": 2}, headers=star)).json()["n"] == 2
+    assert (await api.delete("/plain/p", headers=star)).status_code == 204
+    assert (await api.put("/plain/p", json={"n": 3}, headers=star)).status_code == 404
 
 
 # -- If-Match --------------------------------------------------------------------------------
@@ -164,6 +171,16 @@ async def test_a_patch_that_changes_nothing_keeps_the_version(api: httpx.AsyncCl
     assert (await stored()).version == 1
 
 
+async def test_delete_checks_if_match_when_sent(api: httpx.AsyncClient) -> None:
+    await api.post("/account/", json=ALICE)
+    assert (await api.delete("/account/alice", headers=etag(0))).status_code == 412
+    assert (await stored()).version == 1
+    assert (await api.delete("/account/alice", headers=etag(1))).status_code == 204
+    assert (await api.delete("/account/alice", headers=etag(1))).status_code == 404
+    await api.post("/account/", json=ALICE)
+    assert (await api.delete("/account/alice")).status_code == 204  # unconditional
+
+
 # -- racing clients: the write is one compare-and-set ----------------------------------------
 
 
@@ -251,8 +268,11 @@ async def test_openapi_describes_etags_if_match_and_the_version_answers(store: S
         assert "ETag" in item[method]["responses"]["200"]["headers"]
     assert "ETag" in item["get"]["responses"]["200"]["headers"]
     assert "ETag" in paths["/account/"]["post"]["responses"]["201"]["headers"]
+    assert "412" in item["delete"]["responses"]
     plain = paths["/plain/{id}"]
-    for method in ("put", "patch"):
-        assert [p["name"] for p in plain[method]["parameters"]] == ["id"]
-        assert not {"409", "412", "428"} & set(plain[method]["responses"])
+    for method in ("put", "patch", "delete"):
+        parameters = {p["name"]: p for p in plain[method]["parameters"]}
+        assert "only *" in parameters["If-Match"]["description"]
+        assert "412" in plain[method]["responses"]
+        assert not {"409", "428"} & set(plain[method]["responses"])
     assert "headers" not in plain["get"]["responses"]["200"]

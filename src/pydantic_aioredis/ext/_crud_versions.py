@@ -1,4 +1,4 @@
-"""Optimistic concurrency over HTTP, for a model with a `_version_field`.
+"""Optimistic concurrency over HTTP: If-Match, and the `_version_field` of a model.
 
 A client proves which version of a record it changes: by the `If-Match` header (the `ETag`
 that GET answered, `"<version>"`) or by the version field in the body. The router checks
@@ -6,6 +6,10 @@ that against the stored record (412 for If-Match, 409 for the body, 428 when nei
 sent), then writes through the table's compare-and-set (`save_versioned`): the record is
 written only if it still holds that version, and moves to the next one, in one atomic
 step, so of two clients that read the same version only one can write.
+
+The records of a model without a version field have no ETag, so that no If-Match but `*`
+(the record exists) can hold for them (RFC 9110, 13.1.1): such a write is refused (412)
+rather than done unchecked.
 """
 
 import re
@@ -17,7 +21,7 @@ from pydantic import BaseModel
 from .._exceptions import ConflictError
 from .._model import Model, _table_of
 
-__all__ = ["RecordVersions"]
+__all__ = ["IF_MATCH_FAILS", "RecordVersions", "check_unversioned"]
 
 M = TypeVar("M", bound=Model)
 
@@ -71,6 +75,14 @@ class RecordVersions:
                 f"answered, or the version you read in the {self.alias!r} field",
             )
 
+    async def check_delete(self, pk: Any, if_match: str) -> None:
+        """Refuse a DELETE whose If-Match does not name the stored version (404 if there
+        is no such record). The check and the delete are two steps, not one."""
+        stored = await self.stored(pk)
+        if stored is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{self.model.__name__} not found")
+        self.check(pk, stored, if_match, None)
+
     async def save(self, record: Model, pk: Any, if_match: str | None) -> None:
         """Write the record if it still holds its version, and move it to the next one;
         404 if it was deleted meanwhile, 412 (If-Match sent) or 409 if it was changed."""
@@ -90,10 +102,24 @@ class RecordVersions:
         it answers with `status_code`, and the answers of the checks if it makes them."""
         checks: dict[int | str, dict[str, Any]] = {
             409: {"description": f"The {self.alias!r} sent is not the stored version"},
-            412: {"description": "If-Match does not name the stored version"},
+            **IF_MATCH_FAILS,
             428: {"description": f"Neither If-Match nor {self.alias!r} was sent"},
         }
         return {status_code: {"headers": _ETAG_HEADER}, **(checks if checked else {})}
+
+
+IF_MATCH_FAILS: dict[int | str, dict[str, Any]] = {
+    412: {"description": "If-Match does not name the stored version"}
+}
+
+
+def check_unversioned(model: type[Model], if_match: str | None) -> None:
+    """Refuse a write to a record without ETag whose If-Match is not `*`."""
+    if if_match is not None and if_match.strip() != "*":
+        raise _failed(
+            f"{model.__name__} records have no ETag (the model has no _version_field): "
+            "only If-Match: * can hold"
+        )
 
 
 def _failed(message: str) -> HTTPException:

@@ -57,7 +57,7 @@ try:
         unprocessable,
         update_model,
     )
-    from ._crud_versions import RecordVersions
+    from ._crud_versions import IF_MATCH_FAILS, RecordVersions, check_unversioned
 except ModuleNotFoundError as exc:
     if (exc.name or "").partition(".")[0] not in ("fastapi", "starlette"):
         raise
@@ -251,7 +251,11 @@ class CRUDRouter(APIRouter):
     def _versioned_responses(
         self, status_code: int, checked: bool
     ) -> dict[int | str, dict[str, Any]]:
-        return self.versions.responses(status_code, checked) if self.versions else {}
+        """The ETag of the record answered with `status_code`, and the answers of the
+        version checks where the route makes them (412 for If-Match on any model)."""
+        if self.versions:
+            return self.versions.responses(status_code, checked)
+        return dict(IF_MATCH_FAILS) if checked else {}
 
     def _add_method_not_allowed(self, path: str, methods: list[str]) -> None:
         # Starlette answers 405 with the methods of the first route on the path only; one
@@ -281,16 +285,11 @@ class CRUDRouter(APIRouter):
 
     @property
     def _if_match(self) -> Any:
-        # Shown in the schema for versioned models only; the others ignore it.
-        return Annotated[
-            str | None,
-            Header(
-                alias="If-Match",
-                include_in_schema=self.versions is not None,
-                description='The ETag that GET answered ("3"): write only if the record is '
-                "still at that version",
-            ),
-        ]
+        if self.versions:
+            about = 'The ETag that GET answered ("3"): only if the record is at that version'
+        else:
+            about = "These records have no ETag: only * (the record exists) can hold"
+        return Annotated[str | None, Header(alias="If-Match", description=about)]
 
     def _add_list(self) -> None:
         model = self.model
@@ -373,6 +372,7 @@ class CRUDRouter(APIRouter):
         ) -> Any:
             check_key(body, pk_field, pk)
             if versions is None:
+                check_unversioned(model, if_match)
                 record = replaced_record(model, body, {pk_field: pk})
                 if not await _table_of(model).replace(record):
                     raise not_found()
@@ -406,6 +406,8 @@ class CRUDRouter(APIRouter):
             if_match: self._if_match = None,  # type: ignore[name-defined]
         ) -> Any:
             check_key(changes, pk_field, pk)
+            if versions is None:
+                check_unversioned(model, if_match)
             found = await model.select(ids=[pk])
             if not found:
                 raise not_found()
@@ -431,9 +433,16 @@ class CRUDRouter(APIRouter):
         )
 
     def _add_delete_one(self) -> None:
-        model, not_found = self.model, self._not_found
+        model, versions, not_found = self.model, self.versions, self._not_found
 
-        async def delete_record(pk: self._pk_path) -> Response:  # type: ignore[name-defined]
+        async def delete_record(
+            pk: self._pk_path,  # type: ignore[name-defined]
+            if_match: self._if_match = None,  # type: ignore[name-defined]
+        ) -> Response:
+            if versions and if_match is not None:
+                await versions.check_delete(pk, if_match)
+            elif not versions:
+                check_unversioned(model, if_match)
             if not await model.delete(ids=[pk]):
                 raise not_found()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -445,6 +454,7 @@ class CRUDRouter(APIRouter):
             response_model=None,
             status_code=status.HTTP_204_NO_CONTENT,
             response_class=Response,
+            responses=dict(IF_MATCH_FAILS),
         )
 
     def _add_delete_all(self) -> None:
