@@ -1,4 +1,5 @@
-"""A FastAPI app serving Book records: `uvicorn examples.fastapi_app:app`.
+"""A FastAPI app serving Book records, and Stock records whose writes check their version:
+`uvicorn examples.fastapi_app:app`.
 
 It keeps its data in REDIS_URL (e.g. redis://localhost:6379/5) when that is set, and in the
 embedded in-memory backend otherwise.
