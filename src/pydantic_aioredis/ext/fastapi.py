@@ -138,15 +138,15 @@ class Deleted(BaseModel):
 class CRUDRouter(APIRouter):
     """Routes that create, read, update and delete the records of a registered model.
 
-    | route                  | does                                   | status codes    |
-    | ---------------------- | -------------------------------------- | --------------- |
-    | `GET {prefix}/`        | a page (`skip`, `limit` ≤ `max_limit`) | 200             |
-    | `GET {prefix}/{pk}`    | one record                             | 200, 404        |
-    | `POST {prefix}/`       | create                                 | 201, 409        |
-    | `PUT {prefix}/{pk}`    | replace                                | 200, 404, 422   |
-    | `PATCH {prefix}/{pk}`  | change some fields                     | 200, 404, 422   |
-    | `DELETE {prefix}/{pk}` | delete one                             | 204, 404        |
-    | `DELETE {prefix}/`     | delete all (off unless asked for)      | 200             |
+    | route                  | does                              | status codes                  |
+    | ---------------------- | --------------------------------- | ----------------------------- |
+    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`)    | 200, 422                      |
+    | `GET {prefix}/{pk}`    | one record                        | 200, 404                      |
+    | `POST {prefix}/`       | create                            | 201, 409, 422                 |
+    | `PUT {prefix}/{pk}`    | replace                           | 200, 404, 412, 422 (409, 428) |
+    | `PATCH {prefix}/{pk}`  | change some fields                | 200, 404, 412, 422 (409, 428) |
+    | `DELETE {prefix}/{pk}` | delete one                        | 204, 404, 412                 |
+    | `DELETE {prefix}/`     | delete all (off unless asked for) | 200                           |
 
     Request bodies are validated by pydantic (422 with its details). The primary key is
     taken from the path, which holds the rest of the URL (`/book/a/b` is the record `a/b`):
@@ -156,7 +156,8 @@ class CRUDRouter(APIRouter):
     version as an `ETag`; PUT and PATCH write only if the version they name (in an
     `If-Match` header, or in the body) is the stored one, and move the record to the next
     version atomically: 412 for a failed If-Match, 409 for a stale version in the body,
-    428 when neither is sent. See docs/fastapi.md.
+    428 when neither is sent. Records of other models have no ETag: PUT, PATCH and DELETE
+    refuse an If-Match other than `*` (412). See docs/fastapi.md.
 
     Args:
         model: A model registered with a store.
