@@ -309,21 +309,25 @@ class CRUDRouter(APIRouter):
             summary=f"List {model.__name__} records",
         )
 
+    async def _read(self, pk: Any) -> Any:
+        found = await self.model.select(ids=[pk])
+        if not found:
+            raise self._not_found()
+        return found[0]
+
     def _add_get(self) -> None:
-        model, versions, not_found = self.model, self.versions, self._not_found
+        versions = self.versions
 
         async def get_record(pk: self._pk_path, response: Response) -> Any:  # type: ignore[name-defined]
-            found = await model.select(ids=[pk])
-            if not found:
-                raise not_found()
+            record = await self._read(pk)
             if versions:
-                versions.tag(found[0], response)
-            return found[0]
+                versions.tag(record, response)
+            return record
 
         self._item_route(
             get_record,
             "GET",
-            f"Get one {model.__name__}",
+            f"Get one {self.model.__name__}",
             responses=self._versioned_responses(200, checked=False),
         )
 
@@ -360,10 +364,7 @@ class CRUDRouter(APIRouter):
         )
 
     def _add_replace(self) -> None:
-        model, pk_field, versions, not_found = (
-            self.model, self.pk_field, self.versions, self._not_found
-        )  # fmt: skip
-        body_model = self.replace_model
+        pk_field, versions, body_model = self.pk_field, self.versions, self.replace_model
 
         async def replace_record(
             pk: self._pk_path,  # type: ignore[name-defined]
@@ -373,32 +374,38 @@ class CRUDRouter(APIRouter):
         ) -> Any:
             check_key(body, pk_field, pk)
             if versions is None:
-                check_unversioned(model, if_match)
-                record = replaced_record(model, body, {pk_field: pk})
-                if not await _table_of(model).replace(record):
-                    raise not_found()
-                return record
-            stored = await versions.stored(pk)
-            if stored is None:
-                raise not_found()
-            record = replaced_record(model, body, {pk_field: pk, versions.field: stored})
-            versions.check(pk, stored, if_match, versions.sent(body))
-            await versions.save(record, pk, if_match)
+                return await self._replace(pk, body, if_match)
+            record = await self._replace_versioned(versions, pk, body, if_match)
             versions.tag(record, response)
             return record
 
         self._item_route(
             replace_record,
             "PUT",
-            f"Replace a {model.__name__}",
+            f"Replace a {self.model.__name__}",
             responses=self._versioned_responses(200, checked=True),
         )
 
+    async def _replace(self, pk: Any, body: BaseModel, if_match: str | None) -> Model:
+        check_unversioned(self.model, if_match)
+        record = replaced_record(self.model, body, {self.pk_field: pk})
+        if not await _table_of(self.model).replace(record):
+            raise self._not_found()
+        return record
+
+    async def _replace_versioned(
+        self, versions: RecordVersions, pk: Any, body: BaseModel, if_match: str | None
+    ) -> Model:
+        stored = await versions.stored(pk)
+        if stored is None:
+            raise self._not_found()
+        record = replaced_record(self.model, body, {self.pk_field: pk, versions.field: stored})
+        versions.check(pk, stored, if_match, versions.sent(body))
+        await versions.save(record, pk, if_match)
+        return record
+
     def _add_update(self) -> None:
-        model, pk_field, versions, not_found = (
-            self.model, self.pk_field, self.versions, self._not_found
-        )  # fmt: skip
-        body_model = self.update_model
+        pk_field, versions, body_model = self.pk_field, self.versions, self.update_model
 
         async def update_record(
             pk: self._pk_path,  # type: ignore[name-defined]
@@ -408,30 +415,37 @@ class CRUDRouter(APIRouter):
         ) -> Any:
             check_key(changes, pk_field, pk)
             if versions is None:
-                check_unversioned(model, if_match)
-            found = await model.select(ids=[pk])
-            if not found:
-                raise not_found()
-            if versions is None:
-                updated, names = patched_record(model, found[0], changes, {pk_field: pk})
-                if names and not await _table_of(model).update_fields(updated, names):
-                    raise not_found()  # deleted meanwhile
-                return updated
-            version = getattr(found[0], versions.field)
-            fixed = {pk_field: pk, versions.field: version}
-            updated, names = patched_record(model, found[0], changes, fixed)
-            versions.check(pk, version, if_match, versions.sent(changes))
-            if names:  # a PATCH that changes nothing writes nothing: the version stays
-                await versions.save(updated, pk, if_match)
-            versions.tag(updated, response)
-            return updated
+                return await self._update(pk, changes, if_match)
+            record = await self._update_versioned(versions, pk, changes, if_match)
+            versions.tag(record, response)
+            return record
 
         self._item_route(
             update_record,
             "PATCH",
-            f"Change fields of a {model.__name__}",
+            f"Change fields of a {self.model.__name__}",
             responses=self._versioned_responses(200, checked=True),
         )
+
+    async def _update(self, pk: Any, changes: BaseModel, if_match: str | None) -> Model:
+        check_unversioned(self.model, if_match)
+        stored = await self._read(pk)
+        updated, names = patched_record(self.model, stored, changes, {self.pk_field: pk})
+        if names and not await _table_of(self.model).update_fields(updated, names):
+            raise self._not_found()  # deleted meanwhile
+        return updated
+
+    async def _update_versioned(
+        self, versions: RecordVersions, pk: Any, changes: BaseModel, if_match: str | None
+    ) -> Model:
+        stored = await self._read(pk)
+        version = getattr(stored, versions.field)
+        fixed = {self.pk_field: pk, versions.field: version}
+        updated, names = patched_record(self.model, stored, changes, fixed)
+        versions.check(pk, version, if_match, versions.sent(changes))
+        if names:  # a PATCH that changes nothing writes nothing: the version stays
+            await versions.save(updated, pk, if_match)
+        return updated
 
     def _add_delete_one(self) -> None:
         model, versions, not_found = self.model, self.versions, self._not_found
