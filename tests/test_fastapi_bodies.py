@@ -57,7 +57,7 @@ class Login(FastAPIModel):
     visits: int = 0
 
 
-class Note(FastAPIModel):
+class Memo(FastAPIModel):
     _primary_key_field: str = "path"
     path: str
     text: str
@@ -66,7 +66,7 @@ class Note(FastAPIModel):
 @pytest.fixture
 async def api(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    for model in (Person, Pet, Box, Login, Note):
+    for model in (Person, Pet, Box, Login, Memo):
         store.register_model(model)
         app.include_router(CRUDRouter(model))
     # Errors the router does not turn into a response are a 500, not an exception here.
@@ -153,21 +153,21 @@ async def test_patch_keeps_a_required_excluded_field(api: httpx.AsyncClient) -> 
 
 @pytest.mark.parametrize("key", ["a/b", "a/b/", "/", "a\nb", "a%2Fb", "Dune"])
 async def test_every_route_reaches_a_key_holding_a_slash(api: httpx.AsyncClient, key: str) -> None:
-    url = "/note/" + quote(key, safe="")  # Starlette routes on the decoded path
-    assert (await api.post("/note/", json={"path": key, "text": "1"})).status_code == 201
+    url = "/memo/" + quote(key, safe="")  # Starlette routes on the decoded path
+    assert (await api.post("/memo/", json={"path": key, "text": "1"})).status_code == 201
     assert (await api.get(url)).json() == {"path": key, "text": "1"}
     assert (await api.put(url, json={"text": "2"})).json() == {"path": key, "text": "2"}
     assert (await api.patch(url, json={"text": "3"})).json() == {"path": key, "text": "3"}
-    assert (await api.get("/note/")).json() == [{"path": key, "text": "3"}]
+    assert (await api.get("/memo/")).json() == [{"path": key, "text": "3"}]
     assert (await api.delete(url)).status_code == 204
     assert (await api.get(url)).status_code == 404
 
 
 async def test_a_slash_in_the_path_is_part_of_the_key(api: httpx.AsyncClient) -> None:
-    await api.post("/note/", json={"path": "docs/a.md", "text": "A"})
-    assert (await api.get("/note/docs/a.md")).json()["text"] == "A"
-    assert (await api.get("/note/docs")).status_code == 404
-    assert (await api.get("/note/")).status_code == 200  # the collection, not the key ""
+    await api.post("/memo/", json={"path": "docs/a.md", "text": "A"})
+    assert (await api.get("/memo/docs/a.md")).json()["text"] == "A"
+    assert (await api.get("/memo/docs")).status_code == 404
+    assert (await api.get("/memo/")).status_code == 200  # the collection, not the key ""
 
 
 # -- the key in a PUT or PATCH body (issue 28) -----------------------------------------------
@@ -199,11 +199,11 @@ async def test_get_modify_put_with_the_key_in_the_body(api: httpx.AsyncClient) -
 @pytest.mark.parametrize("method", ["post", "put", "patch"])
 async def test_a_lone_surrogate_is_422_not_500(api: httpx.AsyncClient, method: str) -> None:
     if method != "post":
-        await api.post("/note/", json={"path": "n", "text": "ok"})
-    url = "/note/" if method == "post" else "/note/n"
+        await api.post("/memo/", json={"path": "n", "text": "ok"})
+    url = "/memo/" if method == "post" else "/memo/n"
     body = '{"path": "n", "text": "\\ud800"}'  # valid JSON: a lone UTF-16 surrogate
     headers = {"content-type": "application/json"}
     response = await api.request(method, url, content=body, headers=headers)
     assert response.status_code == 422
     expected = 404 if method == "post" else 200
-    assert (await api.get("/note/n")).status_code == expected  # nothing written
+    assert (await api.get("/memo/n")).status_code == expected  # nothing written
