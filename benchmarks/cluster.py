@@ -58,6 +58,7 @@ async def measure_ours(config: RedisConfig, books: list[Book], repeat: int) -> T
         await Book.delete()
     finally:
         await store.close()
+        store.unregister_model(Book)
     return timings
 
 
@@ -118,6 +119,7 @@ async def one_of_each(config: RedisConfig, books: list[Book], count: Callable[[]
         await Book.delete()
     finally:
         await store.close()
+        store.unregister_model(Book)
     return f"{inserts:,} / {selects:,}"
 
 

@@ -180,3 +180,14 @@ async def store(config: RedisConfig) -> AsyncIterator[Store]:
 def raw(store: Store) -> redis.Redis:
     """A plain synchronous client on the store's database, to look at what was stored."""
     return store.sync_client()
+
+
+@pytest.fixture(autouse=True)
+def _models_released() -> Iterator[None]:
+    """A model belongs to one store at a time: after each test, every model is released,
+    so that the next test's store can register the shared test models again."""
+    yield
+    from pydantic_aioredis._model import _TABLES
+
+    for model, table in list(_TABLES.items()):
+        table.store.unregister_model(model)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic_aioredis._model import _TABLES
+from pydantic_aioredis import Store
+from pydantic_aioredis._model import _TABLES, store_of
 
 
 def key(name: str) -> str:
@@ -30,3 +31,13 @@ def _table_and_pk(name: str) -> tuple[Any, str]:
         raise LookupError(f"no registered model keeps records under {name!r}")
     table = max(tables, key=lambda t: len(t.keys.namespace))
     return table, name[len(table.keys.namespace) :]
+
+
+def register_alone(store: Store, *models: Any) -> None:
+    """Register models with `store`, taking them from whatever store had them (a test that
+    makes a store of its own, beside the one its fixtures registered the models with)."""
+    for model in models:
+        owner = store_of(model)
+        if owner is not None and owner is not store:
+            owner.unregister_model(model)
+        store.register_model(model)

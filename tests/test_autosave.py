@@ -15,12 +15,17 @@ import uvloop
 from pydantic_aioredis import (
     AutoModel,
     AutoSaveError,
+    ConflictError,
+    InvalidInputError,
     Model,
     NotRegisteredError,
     RedisConfig,
+    RedisOperationError,
+    SerializationError,
     Store,
+    UsageError,
 )
-from tests.keys import key
+from tests.keys import key, register_alone
 from tests.models import Book, Movie
 from tests.servers import RedisServer
 
@@ -64,7 +69,7 @@ async def test_construction_queues_the_write_without_sending_it(
 
 def test_under_uvloop(config: RedisConfig) -> None:
     store = Store(name="uvloop", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
 
     async def scenario() -> list[Note] | None:
         note = Note(id="u", text="one")
@@ -211,10 +216,12 @@ async def test_a_primary_key_changed_before_the_first_send_writes_only_the_last(
 
 
 async def test_writes_queued_while_redis_is_down_land_once_it_is_back() -> None:
-    with RedisServer() as server:
+    # The server keeps its data across the outage (an append-only file), as production
+    # servers do: the field update of n1 applies to n1 once it is back.
+    with RedisServer(None, "--appendonly", "yes", "--appendfsync", "always") as server:
         config = RedisConfig.from_url(server.url, retries=0, socket_connect_timeout=0.5)
         store = Store(name="outage", redis_config=config)
-        store.register_model(Note)
+        register_alone(store, Note)
         note = Note(id="n1", text="before the outage")
         await store.flush()
 
@@ -269,7 +276,7 @@ def test_asyncio_run_returning_right_after_construction_loses_nothing(redis_url:
 
 async def test_close_sends_what_is_queued(config: RedisConfig) -> None:
     store = Store(name="closing", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     Note(id="n1")
     await store.close()
     assert store.sync_client().exists(key("note:n1")) == 1
@@ -277,7 +284,7 @@ async def test_close_sends_what_is_queued(config: RedisConfig) -> None:
 
 async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
     store = Store(name="closing", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     async with store:
         Note(id="n1")
     assert store.sync_client().exists(key("note:n1")) == 1
@@ -288,7 +295,7 @@ async def test_async_with_store_closes_and_sends(config: RedisConfig) -> None:
 
 def test_outside_a_loop_writes_are_sent_at_once(config: RedisConfig) -> None:
     store = Store(name="sync", redis_config=config)
-    store.register_model(Note)
+    register_alone(store, Note)
     raw = store.sync_client()
     note = Note(id="n1", text="sync")
     assert raw.hget(key("note:n1"), "text") == "sync"
@@ -401,3 +408,216 @@ async def test_unregistered_model_fails_at_its_first_operation() -> None:
         await Lonely.select()
     with pytest.raises(NotRegisteredError, match="Lonely"):
         await lonely.save()
+
+
+# 10. Reading never writes, whatever the model's own __init__ does.
+
+
+class Session(AutoModel):
+    _primary_key_field: str = "id"
+    id: str
+    user: str = ""
+    seen: int = 0
+
+    def __init__(self, **data: object) -> None:
+        super().__init__(**data)
+        self.seen = self.seen  # an __init__ that assigns: with _auto_sync, a write
+
+
+async def test_a_model_with_its_own_init_loads_without_writing(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Session)
+    await Session.insert(Session(id="s", user="ann", _auto_save=False), life_span_seconds=60)
+    (loaded,) = await Session.select() or []
+    raw.hset(key("session:s"), "user", "changed by another client")
+    await store.flush()
+    assert len(store.pending) == 0
+    assert raw.hget(key("session:s"), "user") == "changed by another client"
+    assert raw.pttl(key("session:s")) > 50_000  # not rewritten without its TTL
+    assert not loaded.auto_sync
+    built = Session(id="new")  # constructing one still saves it
+    await store.flush()
+    assert await Session.select(ids=["new"]) == [built]
+
+
+# 11. update() blocks: two tasks on one instance, and changes made in place.
+
+
+async def test_a_second_task_cannot_open_an_update_block_on_the_same_instance(
+    store: Store,
+) -> None:
+    book = Book(title="b", author="a")
+    await Book.insert(book)
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with book.update():
+            book.author = "first"
+            entered.set()
+            await release.wait()
+
+    task = asyncio.create_task(first())
+    await entered.wait()
+    with pytest.raises(UsageError, match="another task has an update"):
+        async with book.update():
+            book.price = 1.0
+    release.set()
+    await task
+    assert [b.author for b in await Book.select() or []] == ["first"]
+
+
+async def test_a_nested_block_in_the_same_task_is_part_of_the_outer_one(store: Store) -> None:
+    book = Book(title="b", author="a")
+    await Book.insert(book)
+    async with book.update():
+        book.author = "outer"
+        async with book.update():
+            book.price = 2.0
+        assert await Book.select(columns=["author"]) == [{"author": "a"}]
+    assert await Book.select() == [book]
+
+
+async def test_update_writes_changes_made_in_place(store: Store, raw: redis.Redis) -> None:
+    book = Book(title="b", author="a", tags=["one"])
+    await Book.insert(book)
+    async with book.update():
+        book.tags.append("two")
+    assert await Book.select() == [book]
+    assert raw.hget(key("book:b"), "tags") == '["one","two"]'
+
+
+async def test_mark_changed_saves_a_change_made_in_place(store: Store, raw: redis.Redis) -> None:
+    class Shelf(AutoModel):
+        _primary_key_field: str = "id"
+        id: str
+        books: list[str] = []
+
+    store.register_model(Shelf)
+    shelf = Shelf(id="s")
+    await store.flush()
+    shelf.books.append("Dune")  # nobody is told: not saved
+    await store.flush()
+    assert raw.hget(key("shelf:s"), "books") == "[]"
+    shelf.mark_changed("books")
+    await store.flush()
+    assert raw.hget(key("shelf:s"), "books") == '["Dune"]'
+    with pytest.raises(InvalidInputError, match="no field"):
+        shelf.mark_changed("nope")
+
+
+# 12. A record that is gone stays gone: field updates apply to existing records only.
+
+
+async def test_an_automatic_field_update_does_not_bring_back_an_expired_record(
+    store: Store, raw: redis.Redis
+) -> None:
+    session = Note(id="s1", _auto_save=False)
+    await Note.insert(session, life_span_seconds=0.1)
+    await asyncio.sleep(0.2)
+    session.text = "still here?"
+    await store.flush()
+    assert raw.exists(key("note:s1")) == 0
+    assert await Note.select() is None
+
+
+async def test_an_automatic_field_update_does_not_bring_back_a_deleted_record(
+    store: Store,
+) -> None:
+    note = Note(id="n1")
+    await Note.delete(ids=["n1"])
+    note.text = "logged out"
+    await store.flush()
+    assert await Note.select() is None
+    never = Note(id="n2", _auto_save=False)  # never inserted
+    never.text = "x"
+    assert await Note.select() is None
+
+
+async def test_update_of_a_gone_record_raises_and_writes_nothing(store: Store) -> None:
+    book = Book(title="gone", author="a")
+    await Book.insert(book)
+    await Book.delete(ids=["gone"])
+    with pytest.raises(ConflictError, match="no longer exists"):
+        async with book.update():
+            book.author = "b"
+    assert await Book.select() is None
+    await book.save()  # save() writes it whole again
+    assert await Book.select() == [book]
+
+
+# 13. One bad write never wedges the store: it is raised once, dropped, and logged.
+
+
+async def test_a_value_utf8_cannot_carry_is_raised_once_and_dropped(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    note = Note(id="n1")
+    other = Note(id="n2")
+    await store.flush()
+    note.text = "bad \ud800"  # a lone surrogate: no UTF-8 for it
+    other.text = "fine"
+    await asyncio.sleep(0.05)  # the background send meets it
+    with pytest.raises(SerializationError, match=r"Note 'n1'.*text"):
+        await Book.select()  # any call on the store: raised there, once
+    assert await Book.select() is None  # and the store works again
+    assert [n.text for n in await Note.select() or []] == ["", "fine"]
+    assert len(store.pending) == 0
+    assert any("dropped the automatic write of Note 'n1'" in r.message for r in caplog.records)
+    assert not any("\ud800" in r.getMessage() for r in caplog.records)
+    await store.close()  # closing is clean too
+
+
+async def test_bytes_that_are_not_utf8_are_dropped_not_wedged(store: Store) -> None:
+    class Blob(AutoModel):
+        _primary_key_field: str = "id"
+        id: str
+        data: bytes = b""
+
+    store.register_model(Blob)
+    Blob(id="bad", data=b"\xff\xfe")
+    good = Blob(id="good", data=b"ok")
+    with pytest.raises(SerializationError, match="Blob 'bad'"):
+        await store.flush()
+    await store.flush()
+    assert await Blob.select() == [good]
+
+
+@pytest.mark.onlynoncluster
+async def test_a_key_of_the_wrong_type_drops_that_write_only(
+    store: Store, raw: redis.Redis
+) -> None:
+    Note(id="ok1")
+    raw.set(key("note:taken"), "another program's string")
+    Note(id="taken")
+    Note(id="ok2")
+    with pytest.raises(RedisOperationError, match=r"Note 'taken'.*WRONGTYPE") as caught:
+        await store.flush()
+    assert not isinstance(caught.value, AutoSaveError)  # not kept: it can never succeed
+    await store.flush()
+    assert [n.id for n in await Note.select(invalid=[]) or []] == ["ok1", "ok2"]
+    assert raw.get(key("note:taken")) == "another program's string"
+
+
+async def test_the_queue_can_be_inspected_and_discarded() -> None:
+    with RedisServer() as server:
+        config = RedisConfig.from_url(server.url, retries=0, socket_connect_timeout=0.5)
+        store = Store(name="queue", redis_config=config)
+        register_alone(store, Note, Book)
+        server.stop()
+        Note(id="a")
+        Note(id="b", _auto_save=False).text = "x"  # a field update of a record not there
+        assert [(q.model, q.key, q.fields) for q in store.pending.queued()] == [
+            (Note, "a", None),
+            (Note, "b", ("text",)),
+        ]
+        with pytest.raises(AutoSaveError):
+            await store.flush()
+        assert store.pending.discard(Note, ids=["a"]) == 1
+        assert [q.key for q in store.pending.queued()] == ["b"]
+        assert store.pending.discard() == 1
+        server.start()
+        await store.flush()  # nothing left to send, nothing raised
+        assert await Note.select() is None
+        await store.close()

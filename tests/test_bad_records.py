@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from pydantic_aioredis import CorruptRecordError, Store
-from tests.keys import key
+from pydantic_aioredis import CorruptRecordError, RedisOperationError, Store
+from tests.keys import index_key, key
 from tests.models import Book, books
 
 # What other programs (or bugs) can leave at a record's key, and what it is reported as.
@@ -68,3 +68,51 @@ async def test_a_field_missing_with_a_default_takes_it(raw: redis.Redis) -> None
     raw.hdel(key("book:book-00001"), "tags")  # as if the field had been added to the model later
     (book,) = await Book.select(ids=["book-00001"]) or []
     assert book.tags == []
+
+
+async def test_bytes_that_are_not_utf8_name_the_record_and_can_be_skipped(
+    raw: redis.Redis, store: Store
+) -> None:
+    spoiled = key("book:book-00002")
+    raw.hset(spoiled, "author", b"caf\xe9 latin-1")  # bytes go out as they are
+    with pytest.raises(CorruptRecordError, match="not UTF-8") as caught:
+        await Book.select()
+    assert (caught.value.key, caught.value.field) == (spoiled, "author")
+    with pytest.raises(CorruptRecordError, match="not UTF-8"):
+        await Book.select(columns=["author"])
+    problems: list[CorruptRecordError] = []
+    found = await Book.select(invalid=problems) or []
+    assert [b.title for b in found] == ["book-00000", "book-00001", "book-00003", "book-00004"]
+    assert [p.key for p in problems] == [spoiled]
+
+
+WRITES = {
+    "insert": lambda book: Book.insert(book),
+    "save": lambda book: book.save(),
+    "update": lambda book: _update_author(book),
+    "delete ids": lambda book: Book.delete(ids=[book.title]),
+    "delete all": lambda book: Book.delete(),
+}
+
+
+async def _update_author(book: Book) -> None:
+    async with book.update():
+        book.author = "someone else"
+
+
+@pytest.mark.parametrize("write", WRITES, ids=list(WRITES))
+@pytest.mark.parametrize("spoiled", ["__index", "__expiry"])
+async def test_a_wrong_type_index_key_fails_a_write_whole(
+    raw: redis.Redis, write: str, spoiled: str
+) -> None:
+    book = (await Book.select(ids=["book-00001"]) or [])[0]
+    record, index = key("book:book-00001"), index_key("book:book-00001")
+    bad_key = index.replace("__index", spoiled)
+    watched = [record] if bad_key == index else [record, index]
+    before = {name: raw.dump(name) for name in watched}
+    raw.delete(bad_key)
+    raw.set(bad_key, "another program's string")
+    with pytest.raises(RedisOperationError, match=f"WRONGTYPE key .*{spoiled}"):
+        await WRITES[write](book)
+    assert {name: raw.dump(name) for name in watched} == before  # nothing written
+    assert raw.get(bad_key) == "another program's string"

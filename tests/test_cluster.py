@@ -32,7 +32,7 @@ from pydantic_aioredis import (
 )
 from pydantic_aioredis._keys import bucket_tags
 from tests.conftest import cluster_masters
-from tests.keys import key
+from tests.keys import key, register_alone
 from tests.models import Book, Movie, books
 from tests.servers import LocalCluster, wait_for_cluster
 
@@ -335,8 +335,7 @@ async def test_a_master_down_fails_calls_cleanly_and_queued_writes_wait_for_it()
     with LocalCluster() as cluster:
         config = RedisConfig(port=cluster.ports[0], cluster=True, retries=1)
         store = Store(name="faults", redis_config=config)
-        store.register_model(Book)
-        store.register_model(Movie)
+        register_alone(store, Book, Movie)
         await Book.insert(books(300))
         down = cluster.nodes[2]
         down.stop()
@@ -362,7 +361,7 @@ async def test_a_master_down_fails_calls_cleanly_and_queued_writes_wait_for_it()
                 if client.cluster("COUNTKEYSINSLOT", 0) == 0 and _owns(client, 0):
                     client.cluster("DELSLOTS", 0)
         store = Store(name="uncovered", redis_config=config)
-        store.register_model(Book)
+        register_alone(store, Book)
         with pytest.raises(RedisOperationError, match="slot"):
             await Book.insert(books(300))
         await store.close()
@@ -421,7 +420,7 @@ def test_any_page_is_the_slice_of_the_sorted_keys(
 
     async def check() -> None:
         store = Store(name="pages", redis_config=cluster_config)
-        store.register_model(Small)
+        register_alone(store, Small)
         await Small.delete()
         await Small.insert([Small(id=i) for i in ids])
         for skip, limit in pages:

@@ -19,6 +19,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Secret,
+    SecretBytes,
+    SecretStr,
     field_serializer,
     field_validator,
 )
@@ -26,6 +29,7 @@ from pydantic import (
 from pydantic_aioredis import (
     ConfigurationError,
     CorruptRecordError,
+    InvalidInputError,
     Model,
     SerializationError,
     Store,
@@ -418,3 +422,127 @@ async def test_a_bad_record_in_a_long_read_stops_it_cleanly(raw: redis.Redis) ->
     with pytest.raises(CorruptRecordError, match=re.escape(key("everything:r00001"))):
         await Everything.select()  # the next chunk's read was already under way
     assert len(await Everything.select(skip=2) or []) == 1_198
+
+
+# Values pydantic would dump in a form that does not read back: stored as themselves, or
+# refused when the model is registered.
+
+
+class Login(Model):
+    _primary_key_field: str = "user"
+    user: str
+    password: SecretStr
+    pin: SecretBytes | None = None
+    token: Secret[int] | None = None
+
+
+async def test_secrets_are_stored_as_themselves(store: Store, raw: redis.Redis) -> None:
+    store.register_model(Login)
+    login = Login(user="ann", password=SecretStr("hunter2"), pin=SecretBytes(b"1234"), token=7)
+    await Login.insert(login)
+    assert raw.hget(key("login:ann"), "password") == '"hunter2"'
+    (back,) = await Login.select() or []
+    assert back.password.get_secret_value() == "hunter2"
+    assert back.pin is not None
+    assert back.pin.get_secret_value() == b"1234"
+    assert back.token is not None
+    assert back.token.get_secret_value() == 7
+    assert repr(back.password) == "SecretStr('**********')"  # still a secret in Python
+    (column,) = await Login.select(columns=["password"]) or []
+    assert column["password"].get_secret_value() == "hunter2"
+    async with back.update():
+        back.password = SecretStr("correct horse")
+    assert raw.hget(key("login:ann"), "password") == '"correct horse"'
+
+
+def test_a_secret_inside_another_type_is_refused_at_registration(store: Store) -> None:
+    class Vault(Model):
+        _primary_key_field: str = "id"
+        id: str
+        keys: list[SecretStr] = []
+
+    with pytest.raises(ConfigurationError, match=r"Vault\.keys.*secrets"):
+        store.register_model(Vault)
+
+
+def test_extra_allow_is_refused_at_registration(store: Store) -> None:
+    class Loose(Model):
+        model_config = ConfigDict(extra="allow")
+        _primary_key_field: str = "id"
+        id: str
+
+    with pytest.raises(ConfigurationError, match="extra='allow'"):
+        store.register_model(Loose)
+
+
+class Crossed(Model):
+    _primary_key_field: str = "id"
+    id: str
+    a: str = Field(alias="b")
+    b: str = Field(alias="a")
+
+
+async def test_an_alias_that_is_another_fields_name_does_not_swap_values(store: Store) -> None:
+    store.register_model(Crossed)
+    record = Crossed(id="x", b="A", a="B")  # aliases: a is "b", b is "a"
+    assert (record.a, record.b) == ("A", "B")
+    await Crossed.insert(record)
+    (back,) = await Crossed.select() or []
+    assert (back.a, back.b) == ("A", "B")
+    assert await Crossed.select(columns=["a", "b"]) == [{"a": "A", "b": "B"}]
+
+
+async def test_a_value_of_the_wrong_type_is_refused_at_write_time(
+    store: Store, raw: redis.Redis
+) -> None:
+    class Counted(Model):
+        _primary_key_field: str = "id"
+        id: str
+        number: int = 0
+
+    store.register_model(Counted)
+    counted = Counted(id="c")
+    counted.number = "many"  # type: ignore[assignment]  # no validate_assignment: accepted
+    with pytest.raises(SerializationError, match=r"Counted\.number"):
+        await counted.save()
+    with pytest.raises(SerializationError, match=r"Counted\.number"):
+        await Counted.insert(counted)
+    assert raw.exists(key("counted:c")) == 0
+    assert await Counted.select() is None
+
+
+class StrictWorkshop(Workshop):
+    model_config = ConfigDict(strict=True)
+    opened: date = date(2024, 1, 2)
+    shape: tuple[int, int] = (1, 2)
+
+
+async def test_hooks_and_strict_mode_read_back_what_they_wrote(store: Store) -> None:
+    store.register_model(StrictWorkshop)
+    shop = StrictWorkshop(name="s", gadget=Gadget("saw", 3), spares=[])
+    await StrictWorkshop.insert(shop)
+    assert await StrictWorkshop.select() == [shop]
+    assert await StrictWorkshop.select(columns=["opened", "shape"]) == [
+        {"opened": date(2024, 1, 2), "shape": (1, 2)}
+    ]
+
+
+@pytest.mark.parametrize("text", ["lone \ud800 surrogate", "\udfff"])
+async def test_text_utf8_cannot_carry_is_a_serialization_error(
+    store: Store, raw: redis.Redis, text: str
+) -> None:
+    class Plain(Model):
+        _primary_key_field: str = "id"
+        id: str
+        text: str = ""
+        tags: list[str] = []
+
+    store.register_model(Plain)
+    for bad in (Plain(id="p", text=text), Plain(id="p", tags=[text])):
+        with pytest.raises(SerializationError, match="Plain"):
+            await Plain.insert(bad)
+    with pytest.raises(SerializationError, match=r"Plain\.id cannot be stored"):
+        await Plain.insert(Plain(id=text))
+    with pytest.raises(InvalidInputError, match="cannot be stored"):
+        await Plain.select(ids=[text])
+    assert raw.keys("*") == []

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from datetime import date
+import uuid
+from datetime import date, datetime, timezone
 
 import pytest
 import redis
+from pydantic import ConfigDict, ValidationInfo, field_validator
 
-from pydantic_aioredis import CorruptRecordError, InvalidInputError, RedisOperationError, Store
+from pydantic_aioredis import (
+    CorruptRecordError,
+    InvalidInputError,
+    Model,
+    RedisOperationError,
+    Store,
+)
 from tests.keys import key
 from tests.models import Book, Library, books
 from tests.models_extra import Counter
@@ -200,3 +208,135 @@ async def test_select_leaves_the_garbage_collector_as_it_found_it(raw: redis.Red
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+# Pages of nothing, and pages of ids.
+
+
+async def test_limit_zero_is_nothing_on_every_backend() -> None:
+    await Book.insert(books(5))
+    assert await Book.select(limit=0) is None
+    assert await Book.select(skip=2, limit=0, columns=["title"]) is None
+    assert await Book.select(ids=["book-00001"], limit=0) is None
+
+
+async def test_skip_and_limit_apply_to_ids_in_the_order_asked() -> None:
+    await Book.insert(books(5))
+    asked = ["book-00004", "missing", "book-00001", "book-00003", "book-00000"]
+    found = await Book.select(ids=asked, skip=1, limit=2) or []
+    assert [b.title for b in found] == ["book-00001", "book-00003"]
+    rows = await Book.select(columns=["title"], ids=asked, skip=3) or []
+    assert [row["title"] for row in rows] == ["book-00000"]
+
+
+# Columns: the same answers as whole records, or a clear error.
+
+
+async def test_columns_fill_the_default_of_a_field_missing_from_the_hash(
+    raw: redis.Redis,
+) -> None:
+    await Book.insert(books(2))
+    raw.hdel(key("book:book-00001"), "in_stock", "tags")  # fields added to the model later
+    rows = await Book.select(columns=["title", "in_stock", "tags"]) or []
+    assert rows[1] == {"title": "book-00001", "in_stock": True, "tags": []}
+    assert [b.in_stock for b in await Book.select() or []] == [True, True]
+
+
+async def test_columns_of_a_missing_required_field_name_the_record(raw: redis.Redis) -> None:
+    await Book.insert(books(2))
+    raw.hdel(key("book:book-00001"), "author")
+    with pytest.raises(CorruptRecordError, match=r"author.*missing"):
+        await Book.select(columns=["author"])
+
+
+async def test_no_columns_at_all_is_a_clear_error() -> None:
+    await Book.insert(books(2))
+    with pytest.raises(InvalidInputError, match=r"columns=\[\]\) names no field"):
+        await Book.select(columns=[])
+
+
+async def test_a_column_whose_validator_reads_other_fields_is_a_clear_error(
+    store: Store,
+) -> None:
+    class Range(Model):
+        _primary_key_field: str = "id"
+        id: str
+        low: int
+        high: int
+
+        @field_validator("high")
+        @classmethod
+        def above_low(cls, value: int, info: ValidationInfo) -> int:
+            if value < info.data["low"]:
+                raise ValueError("high is below low")
+            return value
+
+    store.register_model(Range)
+    await Range.insert(Range(id="r", low=1, high=5))
+    assert await Range.select(columns=["low"]) == [{"low": 1}]
+    with pytest.raises(InvalidInputError, match=r"Range\.high.*whole records"):
+        await Range.select(columns=["high"])
+
+
+# Ids are validated with the primary key's type, then written as stored.
+
+
+async def test_ids_in_other_forms_find_their_records(store: Store) -> None:
+    class Device(Model):
+        _primary_key_field: str = "serial"
+        serial: uuid.UUID
+        name: str = ""
+
+    class Reading(Model):
+        model_config = ConfigDict(ser_json_temporal="milliseconds")
+        _primary_key_field: str = "taken_at"
+        taken_at: datetime
+        value: float = 0.0
+
+    class Tag(Model):
+        model_config = ConfigDict(str_to_lower=True)
+        _primary_key_field: str = "name"
+        name: str
+
+    for model in (Device, Reading, Tag):
+        store.register_model(model)
+    serial = uuid.UUID("6f1c0b8e-7d4c-4b8e-9a3e-0d2f5c1e9b7a")
+    await Device.insert(Device(serial=serial))
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)
+    await Reading.insert(Reading(taken_at=moment))
+    await Tag.insert(Tag(name="Fantasy"))
+    for form in (serial, str(serial).upper(), serial.hex):
+        assert [d.serial for d in await Device.select(ids=[form]) or []] == [serial]
+    assert len(await Reading.select(ids=[moment]) or []) == 1
+    assert len(await Reading.select(ids=["2024-05-06T07:08:09.123Z"]) or []) == 1
+    assert [t.name for t in await Tag.select(ids="FANTASY") or []] == ["fantasy"]
+    assert await Device.delete(ids=[str(serial).upper()]) == 1
+
+
+async def test_integer_keys_come_in_the_stored_keys_order(store: Store) -> None:
+    # Primary-key order is the order of the stored keys' text, as docs/serialization.md says.
+    store.register_model(Counter)
+    await Counter.insert([Counter(id=i, value="") for i in (-5, 1, 10, 100, 2)])
+    assert [c.id for c in await Counter.select() or []] == [-5, 1, 10, 100, 2]
+
+
+async def test_the_collector_is_never_left_off_across_awaits() -> None:
+    await Book.insert(books(3_000))
+    samples: list[bool] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            samples.append(gc.isenabled())  # what any other task sees when it runs
+            await asyncio.sleep(0)
+
+    async def select_loop() -> None:
+        for _ in range(3):
+            await Book.select()
+
+    sampler = asyncio.create_task(sample())
+    await asyncio.gather(select_loop(), select_loop())
+    done.set()
+    await sampler
+    assert len(samples) > 20
+    assert all(samples)

@@ -81,6 +81,7 @@ class Book(Model):
     _primary_key_field: str = "title"
     title: str
     author: str = "J.R.R. Tolkien"
+    tags: list[str] = []
 
 
 @pytest.mark.parametrize("fragment", _blocks("py"))

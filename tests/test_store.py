@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import redis
 import redis.asyncio
+from pydantic import create_model
 
-from pydantic_aioredis import ConfigurationError, InvalidInputError, Model, RedisConfig, Store
+from pydantic_aioredis import (
+    ConfigurationError,
+    InvalidInputError,
+    Model,
+    NotRegisteredError,
+    RedisConfig,
+    Store,
+)
 from tests.keys import key
 from tests.models import Book, Library
 
@@ -212,3 +222,27 @@ async def test_a_store_with_another_text_encoding_round_trips(redis_url: str) ->
     with redis.Redis.from_url(redis_url) as plain:
         assert plain.hget("book:Café".encode("latin-1"), "author") == "Zoë".encode("latin-1")
     await store.close()
+
+
+@pytest.mark.parametrize("name", ["auto_save", "auto_sync", "save", "update", "mark_changed"])
+def test_a_field_named_like_a_library_attribute_is_refused(name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's own shadowing warning, if any
+        model = create_model("Clash", __base__=Model, id=(str, ...), **{name: (bool, False)})
+    model._primary_key_field = "id"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match=f"field\\(s\\) named '{name}'"):
+        Store(name="s").register_model(model)
+
+
+def test_a_model_belongs_to_one_store_at_a_time() -> None:
+    first, second = Store(name="first"), Store(name="second")
+    first.register_model(Book)
+    with pytest.raises(ConfigurationError, match="registered with store 'first' already"):
+        second.register_model(Book)
+    assert first.model("book") is Book
+    first.unregister_model(Book)  # the move, said out loud
+    second.register_model(Book)
+    assert Book._store is second
+    assert "book" not in first.models
+    with pytest.raises(NotRegisteredError):
+        first.unregister_model(Book)

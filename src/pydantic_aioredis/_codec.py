@@ -26,16 +26,21 @@ import datetime
 import decimal
 import ipaddress
 import json
+import types
+import typing
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from json.encoder import encode_basestring  # C-accelerated
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     PlainValidator,
     PydanticUserError,
+    Secret,
+    SecretBytes,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     WrapValidator,
@@ -106,14 +111,30 @@ class HashCodec(Generic[M]):
         self._required = tuple(info.is_required() for info in model.model_fields.values())
         # `"title":` and so on, ready to be joined into a JSON object.
         self._json_keys = tuple(encode_basestring(name) + ":" for name in self.names)
-        self._excluded = frozenset(
-            name for name, info in model.model_fields.items() if info.exclude
-        )
+        if model.model_config.get("extra") == "allow":
+            raise ConfigurationError(
+                f"{self.name} has extra='allow': the values of undeclared fields would not be "
+                "stored (a record holds the declared fields); declare them as fields instead"
+            )
         self._serializer = model.__pydantic_serializer__
         self._fallback = _override(model, "json_default")
         self._object_hook = _override(model, "json_object_hook")
         self._many: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
         self._column_adapters: dict[str, TypeAdapter[Any]] = {}
+        # Fields whose stored form pydantic's own dump does not give: excluded ones (hidden
+        # from dumps) and secrets (masked as '**********' in dumps).
+        self._special: dict[str, Callable[[M], Any]] = {}
+        for name, info in model.model_fields.items():
+            if _secret_type(info.annotation) is not None:
+                self._special[name] = self._secret_dumper(name, info.annotation)
+            elif info.exclude:
+                self._special[name] = self._excluded_dumper(name)
+            elif _contains_secret(info.annotation):
+                raise ConfigurationError(
+                    f"{self.name}.{name} holds secrets inside another type; pydantic dumps them "
+                    "masked, so they would be stored as '**********'. Only a field that is a "
+                    "SecretStr, SecretBytes or Secret[...] itself (or Optional) can be stored"
+                )
         if model.__pydantic_decorators__.model_serializers:
             raise ConfigurationError(
                 f"{self.name} has a model_serializer; records are stored one hash field per "
@@ -129,8 +150,8 @@ class HashCodec(Generic[M]):
             SerializationError: A value cannot be serialized; it names the field.
         """
         data = self._dump(instance, None)
-        for name in self._excluded:  # `Field(exclude=True)` hides it from dumps, not from us
-            data[name] = self._dump_excluded(instance, name)
+        for name, dump in self._special.items():
+            data[name] = dump(instance)
         return [self._text(name, data[name], raw) for name, raw in zip(self.names, self._raw)]
 
     def encode_fields(self, instance: M, names: Iterable[str]) -> list[str | bytes]:
@@ -140,57 +161,131 @@ class HashCodec(Generic[M]):
         pairs: list[str | bytes] = []
         for name in self.names:
             if name in wanted:
-                value = data[name] if name in data else self._dump_excluded(instance, name)
+                dump = self._special.get(name)
+                value = data[name] if dump is None else dump(instance)
                 pairs += (name, self._text(name, value, self._raw_by_name[name]))
         return pairs
 
+    def snapshot(self, instance: M) -> list[str | bytes] | None:
+        """The stored form of every field now, to compare with later (None if a value
+        cannot be stored at the moment)."""
+        try:
+            return self.encode(instance)
+        except SerializationError:
+            return None
+
+    def changed_fields(self, instance: M, before: list[str | bytes] | None) -> list[str]:
+        """The fields whose stored form differs from `before`, however they were changed
+        (assigned, or changed in place). Without a snapshot: every field.
+
+        Raises:
+            SerializationError: A value cannot be stored.
+        """
+        after = self.encode(instance)
+        if before is None:
+            return list(self.names)
+        return [name for name, old, new in zip(self.names, before, after) if old != new]
+
     def encode_value(self, name: str, value: Any) -> str:
-        """The stored text of one field value given by a caller (a primary key)."""
+        """The stored text of one field value given by a caller (a primary key).
+
+        Raises:
+            InvalidInputError: The value is not valid for the field.
+        """
         adapter = self._column_adapter(name)
         try:
             data = adapter.dump_python(adapter.validate_python(value), mode="json")
+            text = self._text(name, data, self._raw_by_name[name])
         except ValidationError as exc:
             raise InvalidInputError(
                 f"{self.name}.{name}: {value!r} is not a valid value: {exc.errors()[0]['msg']}"
             ) from None
-        text = self._text(name, data, self._raw_by_name[name])
+        except (SerializationError, PydanticSerializationError, ValueError, TypeError) as exc:
+            problem = f"{self.name}.{name}: {value!r} cannot be used: {exc}"
+            raise InvalidInputError(problem) from None
         return text if isinstance(text, str) else text.decode()
 
+    def is_plain_str(self, name: str) -> bool:
+        """Whether the field is a bare `str` that pydantic takes as it is (no constraint,
+        validator or string option), so that a caller's string is already its stored form."""
+        info = self.model.model_fields[name]
+        config = self.model.model_config
+        return (
+            info.annotation is str
+            and not info.metadata
+            and not _field_validators(self.model, name)
+            and not any(config.get(option) for option in _STRING_OPTIONS)
+        )
+
     def _dump(self, instance: M, include: set[str] | None) -> dict[str, Any]:
+        # warnings="error": a value of the wrong type (assigned without
+        # validate_assignment) is refused here rather than stored unreadable.
         try:
             data: dict[str, Any] = self._serializer.to_python(
-                instance, mode="json", by_alias=False, include=include, fallback=self._fallback
+                instance,
+                mode="json",
+                by_alias=False,
+                include=include,
+                fallback=self._fallback,
+                warnings="error",
             )
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise self._serialization_error(instance, exc) from exc
         return data
 
-    def _dump_excluded(self, instance: M, name: str) -> Any:
-        return self._column_adapter(name).dump_python(
-            getattr(instance, name), mode="json", fallback=self._fallback
-        )
+    def _excluded_dumper(self, name: str) -> Callable[[M], Any]:
+        # `Field(exclude=True)` hides a field from dumps, not from the record.
+        def dump(instance: M) -> Any:
+            adapter = self._column_adapter(name)
+            return self._dump_one(name, adapter, getattr(instance, name))
+
+        return dump
+
+    def _secret_dumper(self, name: str, annotation: Any) -> Callable[[M], Any]:
+        # A secret is stored as its value (Redis is where it is kept), read back as a secret.
+        inner: Any = _secret_type(annotation)
+        adapter: TypeAdapter[Any] = TypeAdapter(inner | None)
+
+        def dump(instance: M) -> Any:
+            secret = getattr(instance, name)
+            value = None if secret is None else secret.get_secret_value()
+            return self._dump_one(name, adapter, value)
+
+        return dump
+
+    def _dump_one(self, name: str, adapter: TypeAdapter[Any], value: Any) -> Any:
+        try:
+            return adapter.dump_python(
+                value, mode="json", fallback=self._fallback, warnings="error"
+            )
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise SerializationError(f"{self.name}.{name} cannot be serialized: {exc}") from exc
 
     def _text(self, name: str, value: Any, raw: bool) -> str | bytes:
         if raw:
-            if type(value) is str:
-                return value
-            raise SerializationError(
-                f"{self.name}.{name}: expected its serialized form to be a string, "
-                f"got {type(value).__name__}"
-            )
-        try:
-            return _json_text(value)
-        except PydanticSerializationError as exc:
-            raise SerializationError(f"{self.name}.{name}: {exc}") from exc
+            if type(value) is not str:
+                raise SerializationError(
+                    f"{self.name}.{name}: expected its serialized form to be a string, "
+                    f"got {type(value).__name__}"
+                )
+            text: str | bytes = value
+        else:
+            try:
+                text = _json_text(value)
+            except PydanticSerializationError as exc:
+                raise SerializationError(f"{self.name}.{name}: {exc}") from exc
+        if type(text) is str and not text.isascii():
+            _check_utf8(self.name, name, text)
+        return text
 
     def _serialization_error(self, instance: M, exc: Exception) -> SerializationError:
         for name in self.names:  # find the field at fault
             try:
                 self._serializer.to_python(
-                    instance, mode="json", include={name}, fallback=self._fallback
+                    instance, mode="json", include={name}, fallback=self._fallback, warnings="error"
                 )
-            except (PydanticSerializationError, ValueError, TypeError):
-                return SerializationError(f"{self.name}.{name} cannot be serialized: {exc}")
+            except (PydanticSerializationError, ValueError, TypeError) as field_exc:
+                return SerializationError(f"{self.name}.{name} cannot be serialized: {field_exc}")
         return SerializationError(f"{self.name} cannot be serialized: {exc}")
 
     # -- decoding ----------------------------------------------------------------------
@@ -224,8 +319,8 @@ class HashCodec(Generic[M]):
                 _report(error, invalid)
         try:
             batch = "[" + ",".join(document for _, _, document in records) + "]"
-            return self._many.validate_json(batch, by_name=True)
-        except ValidationError:
+            return self._many.validate_json(batch, by_alias=False, by_name=True)
+        except (ValidationError, ValueError):  # ValueError: text that is not UTF-8
             pass
         models = []  # the batch failed: validate record by record to find the culprits
         for pk, values, document in records:
@@ -251,7 +346,10 @@ class HashCodec(Generic[M]):
         self, document: str, pk: str, values: Sequence[Any], key_of: Callable[[str], str]
     ) -> M:
         for name, raw, value in zip(self.names, self._raw, values):
-            if value is not None and not raw:
+            if value is None:
+                continue
+            _check_stored_text(self.name, key_of(pk), name, value)
+            if not raw:
                 try:
                     from_json(value)
                 except ValueError as exc:
@@ -259,7 +357,7 @@ class HashCodec(Generic[M]):
                         self.name, key_of(pk), name, f"invalid JSON ({exc}): {value[:80]!r}"
                     ) from None
         try:
-            return self.model.model_validate_json(document, by_name=True)
+            return self.model.model_validate_json(document, by_alias=False, by_name=True)
         except ValidationError as exc:
             raise self._corrupt(pk, exc, key_of) from None
 
@@ -290,9 +388,12 @@ class HashCodec(Generic[M]):
         data = {}
         for name, raw, value in zip(self.names, self._raw, values):
             if value is not None:
+                _check_stored_text(self.name, key_of(pk), name, value)
                 data[name] = value if raw else self._loads(pk, name, value, key_of)
+        # Python mode reads what json.loads built: a date is still a string there, which a
+        # strict model would refuse although it wrote it; lax mode reads it back.
         try:
-            return self.model.model_validate(data, by_name=True)
+            return self.model.model_validate(data, strict=False, by_alias=False, by_name=True)
         except ValidationError as exc:
             raise self._corrupt(pk, exc, key_of) from None
 
@@ -310,7 +411,13 @@ class HashCodec(Generic[M]):
         invalid: list[CorruptRecordError] | None = None,
     ) -> list[dict[str, Any]]:
         """Dicts holding just the given fields, each value validated as its field declares
-        (`invalid` as for `decode_rows`)."""
+        (`invalid` as for `decode_rows`). A field missing from a record (added to the model
+        later) takes its default, as in whole records.
+
+        Raises:
+            InvalidInputError: A field's validator cannot run on the value alone (it reads
+                other fields through `info.data`): such a field needs whole records.
+        """
         adapters = [self._column_adapter(name) for name in names]
         raws = [self._raw_by_name[name] for name in names]
         stride = len(names) + 1
@@ -321,7 +428,9 @@ class HashCodec(Generic[M]):
                 for name, adapter, raw, value in zip(
                     names, adapters, raws, rows[i + 1 : i + stride]
                 ):
-                    if value is not None:  # else absent from this record: left out
+                    if value is None:
+                        record[name] = self._default(pk, name, key_of)
+                    else:
                         record[name] = self._column_value(pk, name, adapter, raw, value, key_of)
             except CorruptRecordError as error:
                 _report(error, invalid)
@@ -338,13 +447,28 @@ class HashCodec(Generic[M]):
         value: str,
         key_of: Callable[[str], str],
     ) -> Any:
+        _check_stored_text(self.name, key_of(pk), name, value)
         try:
             if self._object_hook is not None and not raw:
-                return adapter.validate_python(self._loads(pk, name, value, key_of))
+                return adapter.validate_python(self._loads(pk, name, value, key_of), strict=False)
             return adapter.validate_json(encode_basestring(value) if raw else value)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"]
             raise CorruptRecordError(self.name, key_of(pk), name, problem) from None
+        except CorruptRecordError:
+            raise
+        except Exception as exc:  # a validator that needs the rest of the record
+            raise InvalidInputError(
+                f"{self.name}.{name} cannot be read as a column: its validation failed on the "
+                f"value alone ({type(exc).__name__}: {exc}); a validator that reads other "
+                "fields (info.data) needs whole records: select without columns"
+            ) from exc
+
+    def _default(self, pk: str, name: str, key_of: Callable[[str], str]) -> Any:
+        info = self.model.model_fields[name]
+        if info.is_required():
+            raise CorruptRecordError(self.name, key_of(pk), name, "the field is missing")
+        return info.get_default(call_default_factory=True, validated_data={})
 
     def _column_adapter(self, name: str) -> TypeAdapter[Any]:
         adapter = self._column_adapters.get(name)
@@ -357,25 +481,12 @@ class HashCodec(Generic[M]):
         # model's @field_validator functions that apply to it.
         info: FieldInfo = self.model.model_fields[name]
         metadata: list[Any] = list(info.metadata)
-        for decorator in self.model.__pydantic_decorators__.field_validators.values():
-            if name in decorator.info.fields or "*" in decorator.info.fields:
-                metadata.append(_VALIDATOR_WRAPPERS[decorator.info.mode](decorator.func))
+        for decorator in _field_validators(self.model, name):
+            metadata.append(_VALIDATOR_WRAPPERS[decorator.info.mode](decorator.func))
         parts = (info.annotation, *metadata)
         annotated: Any = Annotated.__class_getitem__(parts) if metadata else info.annotation  # type: ignore[attr-defined]
         config = self.model.model_config
-        options = {
-            key: config[key]
-            for key in (
-                "strict",
-                "arbitrary_types_allowed",
-                "ser_json_bytes",
-                "val_json_bytes",
-                "ser_json_timedelta",
-                "ser_json_inf_nan",
-                "use_enum_values",
-            )
-            if key in config
-        }
+        options = {key: config[key] for key in _TYPE_OPTIONS if key in config}  # type: ignore[literal-required]
         try:
             return TypeAdapter(annotated, config=options or None)  # type: ignore[arg-type]
         except PydanticUserError:  # a model or dataclass field: it carries its own config
@@ -398,6 +509,87 @@ class HashCodec(Generic[M]):
             return True
         temporal = self.model.model_config.get("ser_json_temporal", "iso8601")
         return issubclass(kind, _TEMPORAL_TYPES) and temporal == "iso8601"
+
+
+# Model options that shape how a single field's type validates and serializes.
+_STRING_OPTIONS = (
+    "str_strip_whitespace",
+    "str_to_lower",
+    "str_to_upper",
+    "str_min_length",
+    "str_max_length",
+)
+_TYPE_OPTIONS = (
+    "strict",
+    "arbitrary_types_allowed",
+    "ser_json_bytes",
+    "val_json_bytes",
+    "ser_json_timedelta",
+    "ser_json_temporal",
+    "val_temporal_unit",
+    "ser_json_inf_nan",
+    "use_enum_values",
+    "coerce_numbers_to_str",
+    "regex_engine",
+    *_STRING_OPTIONS,
+)
+
+
+def _field_validators(model: type[Any], name: str) -> list[Any]:
+    decorators = model.__pydantic_decorators__.field_validators.values()
+    return [d for d in decorators if name in d.info.fields or "*" in d.info.fields]
+
+
+def _secret_type(annotation: Any) -> Any:
+    """For a secret field (`SecretStr`, `SecretBytes`, `Secret[T]`, or Optional of one):
+    the type of its revealed value. None for any other field."""
+    if annotation is SecretStr:
+        return str
+    if annotation is SecretBytes:
+        return bytes
+    origin = get_origin(annotation)
+    if origin is Secret:
+        return get_args(annotation)[0]
+    if origin in (typing.Union, types.UnionType):
+        others = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return _secret_type(others[0])
+    return None
+
+
+def _contains_secret(annotation: Any, seen: frozenset[Any] = frozenset()) -> bool:
+    """Whether a secret type appears anywhere inside a field's type."""
+    if annotation in seen:
+        return False
+    seen = seen | {annotation}
+    if _secret_type(annotation) is not None:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, (SecretStr, SecretBytes, Secret)):
+        return True
+    fields = getattr(annotation, "model_fields", None)
+    if isinstance(annotation, type) and isinstance(fields, dict):
+        return any(_contains_secret(info.annotation, seen) for info in fields.values())
+    return any(_contains_secret(arg, seen) for arg in get_args(annotation))
+
+
+def _check_utf8(model_name: str, field: str, text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise SerializationError(
+            f"{model_name}.{field} cannot be stored: its text holds {text[exc.start]!r} at "
+            f"position {exc.start}, which UTF-8 cannot carry ({exc.reason})"
+        ) from None
+
+
+def _check_stored_text(model_name: str, key: str, field: str, value: str) -> None:
+    """Bytes that are not UTF-8 (written by another program) arrive as lone surrogates."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            problem = f"the stored value is not UTF-8 text (bad byte at {exc.start})"
+            raise CorruptRecordError(model_name, key, field, problem) from None
 
 
 def _report(error: CorruptRecordError, invalid: list[CorruptRecordError] | None) -> None:

@@ -41,6 +41,7 @@ AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 
 _RETRY_ERRORS = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+READ_ERRORS = "surrogateescape"
 
 
 class _HiredisPacking:
@@ -57,7 +58,9 @@ class _HiredisPacking:
     encoder: Any
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if self.encoder.encoding != "utf-8" or self.encoder.encoding_errors != "strict":
+        # hiredis encodes as strict UTF-8: what the library sends (checked by the codec)
+        # is always that, whatever error handler the connection reads replies with.
+        if self.encoder.encoding != "utf-8":
             return super().pack_command(*args)  # type: ignore[misc,no-any-return]
         if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD": two arguments
             args = (*args[0].split(), *args[1:])
@@ -97,6 +100,10 @@ def _connection_options(config: RedisConfig) -> dict[str, Any]:
         "password": config.password.get_secret_value() if config.password else None,
         "encoding": config.encoding,
         "decode_responses": True,
+        # Bytes another program stored that are not text in this encoding arrive as lone
+        # surrogates, which the codec reports as a CorruptRecordError naming the record,
+        # instead of failing the whole reply in the parser with no key named.
+        "encoding_errors": READ_ERRORS,
         "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.socket_connect_timeout,
         "retry_on_error": _RETRY_ERRORS,
@@ -153,7 +160,11 @@ def connect_async(config: RedisConfig) -> AsyncClient:
     if config.in_memory:
         fakeredis, server = _memory_server(config)
         client: AsyncClient = fakeredis.FakeAsyncRedis(
-            server=server, db=config.db, decode_responses=True, encoding=config.encoding
+            server=server,
+            db=config.db,
+            decode_responses=True,
+            encoding=config.encoding,
+            encoding_errors=READ_ERRORS,
         )
         return client
     from redis.asyncio.retry import Retry as AsyncRetry
@@ -176,7 +187,11 @@ def connect_sync(config: RedisConfig) -> SyncClient:
     if config.in_memory:
         fakeredis, server = _memory_server(config)
         client: SyncClient = fakeredis.FakeRedis(
-            server=server, db=config.db, decode_responses=True, encoding=config.encoding
+            server=server,
+            db=config.db,
+            decode_responses=True,
+            encoding=config.encoding,
+            encoding_errors=READ_ERRORS,
         )
         return client
     from redis.retry import Retry
@@ -204,7 +219,12 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     if server is not None:  # a fakeredis client
         import fakeredis
 
-        return fakeredis.FakeRedis(server=server, db=kwargs.get("db", 0), decode_responses=True)
+        return fakeredis.FakeRedis(
+            server=server,
+            db=kwargs.get("db", 0),
+            decode_responses=True,
+            encoding_errors=READ_ERRORS,
+        )
     keep = (
         "host",
         "port",
@@ -224,7 +244,7 @@ def sync_twin(client: AsyncClient) -> SyncClient:
         options["ssl_ca_certs"] = kwargs.get("ssl_ca_certs")
     elif "path" in options:
         options["unix_socket_path"] = options.pop("path")
-    return redis.Redis(decode_responses=True, **options)
+    return redis.Redis(decode_responses=True, encoding_errors=READ_ERRORS, **options)
 
 
 def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient:
@@ -240,7 +260,11 @@ def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient
         options["ssl_cert_reqs"] = kwargs.get("ssl_cert_reqs", "required")
         options["ssl_ca_certs"] = kwargs.get("ssl_ca_certs")
     return redis.cluster.RedisCluster(
-        host=node.host, port=int(node.port), decode_responses=True, **options
+        host=node.host,
+        port=int(node.port),
+        decode_responses=True,
+        encoding_errors=READ_ERRORS,
+        **options,
     )
 
 
@@ -250,12 +274,15 @@ def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient
 MIGRATION_PATIENCE = 10.0
 
 
-async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+async def run_calls(
+    client: AsyncClient, calls: Sequence[ScriptCall], raise_errors: bool = True
+) -> list[Any]:
     """Send script calls in one round trip and return their replies in order.
 
     A script the server does not know (first use, or after a restart) is loaded and its
     calls are sent again; calls refused with TRYAGAIN are sent again until the slot
-    settles; every other error is raised as `RedisOperationError`.
+    settles; every other error is raised as `RedisOperationError` (with `raise_errors`
+    False, a call's error reply takes the place of its reply instead).
     """
     try:
         replies = await _send(client, calls)
@@ -266,7 +293,8 @@ async def run_calls(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[An
             delay = min(2 * delay, 0.5)
             for i, reply in zip(waiting, await _send(client, [calls[i] for i in waiting])):
                 replies[i] = reply
-        _raise_first_error(replies)
+        if raise_errors:
+            _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
         raise _failure(exc) from exc
@@ -301,7 +329,9 @@ async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
         return await client.execute_command(*call.command())
 
 
-def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+def run_calls_sync(
+    client: SyncClient, calls: Sequence[ScriptCall], raise_errors: bool = True
+) -> list[Any]:
     """The synchronous form of `run_calls`."""
     try:
         replies = _send_sync(client, calls)
@@ -312,7 +342,8 @@ def run_calls_sync(client: SyncClient, calls: Sequence[ScriptCall]) -> list[Any]
             delay = min(2 * delay, 0.5)
             for i, reply in zip(waiting, _send_sync(client, [calls[i] for i in waiting])):
                 replies[i] = reply
-        _raise_first_error(replies)
+        if raise_errors:
+            _raise_first_error(replies)
         return replies
     except (RedisError, RedisClusterException) as exc:
         raise _failure(exc) from exc

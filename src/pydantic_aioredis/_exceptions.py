@@ -9,7 +9,7 @@ PydanticAioredisError                 the root: catch this to catch everything w
 ├── CorruptRecordError                a record in Redis cannot be read back as the model
 ├── UsageError (RuntimeError)         a call made where or when it cannot work (no event loop,
 │                                     an update() block already open in another task)
-├── ConflictError                     a versioned save lost a race: the record changed
+├── ConflictError                     the record changed (or is gone) since it was read
 └── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
     └── AutoSaveError                 an automatic write failed; it stays queued for retry
 ```
@@ -79,14 +79,26 @@ class CorruptRecordError(PydanticAioredisError):
 
 
 class ConflictError(PydanticAioredisError):
-    """A save with optimistic concurrency found the record changed (or deleted) since the
-    instance was read: nothing was written. Select it again, reapply the change, retry."""
+    """A write found the record not as the instance expected: changed since it was read
+    (with a `_version_field`), or gone (expired, deleted) for a change of some fields.
+    Nothing was written. Select it again, reapply the change, retry (or `save()` it).
 
-    def __init__(self, model_name: str, key: str, version: int) -> None:
-        super().__init__(
-            f"{model_name}: record {key!r} is no longer at version {version}; "
-            "it was changed or deleted since it was read, and nothing was written"
-        )
+    Attributes:
+        version: The version the instance was read at; None for an unversioned model.
+    """
+
+    def __init__(self, model_name: str, key: str, version: int | None) -> None:
+        if version is None:
+            problem = (
+                "no longer exists (it expired or was deleted), so its changed fields were not "
+                "written; save() writes the whole record again"
+            )
+        else:
+            problem = (
+                f"is no longer at version {version}; it was changed or deleted since it was "
+                "read, and nothing was written"
+            )
+        super().__init__(f"{model_name}: record {key!r} {problem}")
         self.model_name = model_name
         self.key = key
         self.version = version

@@ -17,9 +17,16 @@ A record's bucket is `crc32(primary key) % buckets`. The tag is the bucket numbe
 a salt picked once so that bucket b's slot falls in the b-th of `buckets` equal parts
 of the 16,384 slots: buckets then spread as evenly as a cluster spreads its slots.
 
+A model with secondary indexes (see `_indexes`) has two more keys per indexed field in
+each shard: the sorted set `{namespace}__index:{field}` of `encoding + primary key` members
+and the hash `{namespace}__values:{field}` of each record's current encoding. A call that
+must not be applied twice when redis-py re-sends it leaves its reply for a few minutes
+under `{namespace}__write:{token}`.
+
 Two rules keep every key unambiguous:
 
-* the two index names are reserved: no primary key may equal them;
+* primary keys that name the model's own keys (`__index`, `__expiry`, and any starting
+  `__index:`, `__values:` or `__write:`) are refused;
 * within one store, no model's namespace may be a prefix of another's
   (`book:` and `book:x:` would let the primary key `x:1` of `book` land on a key of the
   other model). `Store.register_model` enforces it with `KeySpace.overlaps`.
@@ -40,7 +47,10 @@ __all__ = ["EXPIRY_SUFFIX", "INDEX_SUFFIX", "KeySpace", "Shard"]
 
 INDEX_SUFFIX = "__index"
 EXPIRY_SUFFIX = "__expiry"
-_RESERVED = frozenset({INDEX_SUFFIX, EXPIRY_SUFFIX})
+VALUES_PREFIX = "__values:"
+WRITE_PREFIX = "__write:"
+_RESERVED_NAMES = frozenset({INDEX_SUFFIX, EXPIRY_SUFFIX})
+_RESERVED_PREFIXES = (INDEX_SUFFIX + ":", VALUES_PREFIX, WRITE_PREFIX)
 
 # A primary key becomes part of a Redis key and of a Lua argument; this bound keeps a
 # runaway value (a whole document used as a key by mistake) from reaching the server.
@@ -55,12 +65,26 @@ class Shard:
     namespace: str
     index_key: str
     expiry_key: str
-    keys: tuple[str, str]  # (index, expiry): the first KEYS of every script call
+    # The first KEYS of every script call: index, expiry, then for each indexed field its
+    # sorted set and its hash of current encodings (the scripts find them by position).
+    keys: tuple[str, ...]
+    indexed: tuple[str, ...]
 
     @classmethod
-    def under(cls, namespace: str) -> Shard:
+    def under(cls, namespace: str, indexed: tuple[str, ...] = ()) -> Shard:
         index, expiry = namespace + INDEX_SUFFIX, namespace + EXPIRY_SUFFIX
-        return cls(namespace, index, expiry, (index, expiry))
+        keys: list[str] = [index, expiry]
+        for name in indexed:
+            keys += (f"{index}:{name}", f"{namespace}{VALUES_PREFIX}{name}")
+        return cls(namespace, index, expiry, tuple(keys), indexed)
+
+    def field_index_key(self, name: str) -> str:
+        """The sorted set that indexes the field `name` in this shard."""
+        return f"{self.index_key}:{name}"
+
+    def write_key(self, token: str) -> str:
+        """Where a call made with this write token leaves its reply (see `_scripts`)."""
+        return f"{self.namespace}{WRITE_PREFIX}{token}"
 
 
 class KeySpace:
@@ -80,7 +104,15 @@ class KeySpace:
         'book:{43.29}:The Hobbit'
     """
 
-    __slots__ = ("buckets", "expiry_key", "index_key", "model_name", "namespace", "shards")
+    __slots__ = (
+        "buckets",
+        "expiry_key",
+        "index_key",
+        "indexed",
+        "model_name",
+        "namespace",
+        "shards",
+    )
 
     def __init__(
         self,
@@ -90,15 +122,17 @@ class KeySpace:
         separator: str,
         table: str,
         buckets: int | None = None,
+        indexed: tuple[str, ...] = (),
     ) -> None:
         self.model_name = model_name
+        self.indexed = indexed
         parts = [prefix, table] if prefix else [table]
         self.namespace = separator.join(parts) + separator
         self.index_key = self.namespace + INDEX_SUFFIX
         self.expiry_key = self.namespace + EXPIRY_SUFFIX
         self.buckets = buckets
         if buckets is None:
-            self.shards: tuple[Shard, ...] = (Shard.under(self.namespace),)
+            self.shards: tuple[Shard, ...] = (Shard.under(self.namespace, indexed),)
             return
         if "{" in self.namespace or "}" in self.namespace:
             raise ConfigurationError(
@@ -106,7 +140,8 @@ class KeySpace:
                 "contain braces, which would change the keys' hash tag"
             )
         self.shards = tuple(
-            Shard.under(f"{self.namespace}{{{tag}}}{separator}") for tag in bucket_tags(buckets)
+            Shard.under(f"{self.namespace}{{{tag}}}{separator}", indexed)
+            for tag in bucket_tags(buckets)
         )
 
     def shard_index(self, primary_key: str) -> int:
@@ -123,18 +158,28 @@ class KeySpace:
         """Return the primary key unchanged, or raise if it cannot name a record.
 
         Raises:
-            InvalidInputError: The key is too long, or a reserved index name.
+            InvalidInputError: The key is too long, names one of the model's own keys, or
+                is text that UTF-8 cannot carry (a lone surrogate).
         """
         if len(primary_key) > MAX_PRIMARY_KEY_LENGTH:
             raise InvalidInputError(
                 f"{self.model_name}: the primary key is {len(primary_key)} characters long; "
                 f"the limit is {MAX_PRIMARY_KEY_LENGTH}"
             )
-        if primary_key in _RESERVED:
+        if primary_key in _RESERVED_NAMES or primary_key.startswith(_RESERVED_PREFIXES):
             raise InvalidInputError(
-                f"{self.model_name}: {primary_key!r} is reserved for the model's index "
-                "and cannot be a primary key"
+                f"{self.model_name}: {primary_key!r} is reserved for the model's own keys "
+                f"({', '.join(sorted(_RESERVED_NAMES))}, or starting with "
+                f"{', '.join(_RESERVED_PREFIXES)}) and cannot be a primary key"
             )
+        if not primary_key.isascii():
+            try:
+                primary_key.encode()
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    f"{self.model_name}: the primary key {primary_key!r} cannot be stored: "
+                    f"{exc.reason} at position {exc.start}"
+                ) from None
         return primary_key
 
     def overlaps(self, other: KeySpace) -> bool:

@@ -12,8 +12,10 @@ instances with equal field values compare equal whatever their flags.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict
@@ -22,9 +24,11 @@ from typing_extensions import Self
 
 from ._exceptions import (
     ConfigurationError,
+    ConflictError,
     CorruptRecordError,
     InvalidInputError,
     NotRegisteredError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +61,25 @@ _FLAG_ATTRIBUTES = frozenset(("_auto_save", "_auto_sync"))
 # Bits of an instance's `_pa_state` slot.
 _SYNC = 1  # save each field assignment
 _SAVE = 2  # saved on construction (kept for the `auto_save` property)
-_BATCH = 4  # inside `update()`: collect changed fields in `_pa_batch`
+_BATCH = 4  # inside `update()` (its `_Batch` in `_pa_batch`): assignments are not queued
+# In `_pa_default_state` only: the class has an `__init__` of its own, which pydantic calls
+# when records are loaded too (see `loading_records`).
+_OWN_INIT = 8
 _base_setattr = BaseModel.__setattr__
+
+# True while records read from Redis are being built: their `__init__` must not save them.
+_loading: ContextVar[bool] = ContextVar("pydantic_aioredis_loading", default=False)
+
+
+@contextmanager
+def loading_records() -> Iterator[None]:
+    """Build instances from stored records inside this block: a model's own `__init__`
+    (which pydantic runs for loaded records too) then saves nothing, whatever the flags."""
+    token = _loading.set(True)
+    try:
+        yield
+    finally:
+        _loading.reset(token)
 
 
 class _ModelMetaclass(ModelMetaclass):
@@ -91,6 +112,8 @@ def _refresh_default_state(cls: type) -> None:
     # The state bits a new instance starts with, cached so that __init__ reads one value.
     auto_save, auto_sync = getattr(cls, "_auto_save", False), getattr(cls, "_auto_sync", False)
     state = (_SAVE if auto_save else 0) | (_SYNC if auto_sync else 0)
+    if not getattr(cls.__init__, "__pydantic_base_init__", False):  # type: ignore[misc]
+        state |= _OWN_INIT
     type.__setattr__(cls, "_pa_default_state", state)
     subclass: type
     for subclass in cls.__subclasses__():
@@ -107,6 +130,18 @@ def bind_table(model: type[Model], table: ModelTable[Any]) -> None:
     """Record that `model` keeps its records in `table` (called by `Store.register_model`)."""
     _TABLES[model] = table
     type.__setattr__(model, "_store", table.store)
+
+
+def unbind_table(model: type[Model]) -> None:
+    """Forget the model's table (called by `Store.unregister_model`)."""
+    _TABLES.pop(model, None)
+    type.__setattr__(model, "_store", None)
+
+
+def store_of(model: type[Model]) -> Store | None:
+    """The store the model is registered with, if any."""
+    table = _TABLES.get(model)
+    return None if table is None else table.store
 
 
 def _table_of(cls: type[Model]) -> ModelTable[Any]:
@@ -147,7 +182,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     # `_pa_state` holds the bits below (absent on instances built by model_validate);
-    # `_pa_batch` the fields changed inside an `update()` block, while one runs.
+    # `_pa_batch` the open `update()` block, while one runs.
     __slots__ = ("_pa_batch", "_pa_state")
 
     # Declared without ClassVar so that subclasses can write them as the 1.4 documents
@@ -166,7 +201,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     if TYPE_CHECKING:
         _pa_state: ClassVar[int]
-        _pa_batch: ClassVar[set[str]]
+        _pa_batch: ClassVar[_Batch]
 
     def __init__(self, /, **data: Any) -> None:
         # The hot path reads options through `self` (an instance lookup is several times
@@ -180,6 +215,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             state = self._pop_flags(data)
         else:
             state = self._pa_default_state
+            if state & _OWN_INIT:
+                state = 0 if _loading.get() else state & ~_OWN_INIT
         self.__pydantic_validator__.validate_python(data, self_instance=self)
         _set_state(self, state)
         if state & _SAVE:
@@ -207,11 +244,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             state = self._pa_state
         except AttributeError:  # built by model_validate or copied: no automatic saving
             return
-        if state and name in self.__pydantic_fields__:
-            if state & _BATCH:
-                self._pa_batch.add(name)
-            elif state & _SYNC:
-                self._queue_changes((name,))
+        # Inside update() nothing is queued: the block writes what differs when it ends.
+        if state & _SYNC and not state & _BATCH and name in self.__pydantic_fields__:
+            self._queue_changes((name,))
 
     def _automatic_table(self) -> ModelTable[Any]:
         """The table, for an automatic write; versioned models have none."""
@@ -221,6 +256,28 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
                 "or update(), which check the version; automatic saving cannot"
             )
         return _table_of(type(self))
+
+    def mark_changed(self, *fields: str) -> None:
+        """Treat these fields as assigned: for changes made in place, which no assignment
+        announces (`book.tags.append("new")`), so that automatic saving writes them.
+
+        Example:
+            ```py
+            book.tags.append("classic")
+            book.mark_changed("tags")  # with _auto_sync: queued like an assignment
+            ```
+
+        Raises:
+            InvalidInputError: A name is not a field of the model.
+        """
+        unknown = [name for name in fields if name not in type(self).model_fields]
+        if unknown:
+            raise InvalidInputError(
+                f"{type(self).__name__} has no field(s) {', '.join(map(repr, unknown))}"
+            )
+        state = self._get_state()
+        if state & _SYNC and not state & _BATCH and fields:  # update() finds them itself
+            self._queue_changes(fields)
 
     def _queue_changes(self, names: Collection[str]) -> None:
         table = self._automatic_table()
@@ -333,9 +390,11 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         Args:
             columns: Return dicts holding only these fields (typed as the fields declare)
                 instead of model instances.
-            ids: A primary key or a list of them; records that do not exist are left out.
-            skip: Records to skip, in primary-key order (ignored with `ids`).
-            limit: At most this many records (ignored with `ids`).
+            ids: A primary key or a list of them, in any form the primary key's type
+                accepts (validated, then written as stored); records that do not exist are
+                left out, the others come in the order asked.
+            skip: Records to skip: in primary-key order, or with `ids` in the order asked.
+            limit: At most this many records (`limit=0` gives None, as nothing matches).
             invalid: A list to collect the records that do not validate in: they are
                 skipped, and a `CorruptRecordError` for each is appended to the list.
                 Without it, the first such record raises.
@@ -349,9 +408,12 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             CorruptRecordError: A stored record does not validate as this model.
         """
         for name, value in (("skip", skip), ("limit", limit)):
-            if value is not None and (not isinstance(value, int) or value < 0):
+            if value is not None and (type(value) is not int or value < 0):
                 raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
         table = _table_of(cls)
+        if limit == 0:  # a page of nothing: nothing matches, on every backend
+            table.columns(columns)
+            return None
         found = await table.select(ids, table.columns(columns), skip, limit, invalid)
         return found or None
 
@@ -386,9 +448,11 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def update(self) -> AsyncIterator[Self]:
         """Make several changes and write them once, when the block ends.
 
-        Nothing is written inside the block, even with `_auto_sync`; at its end the
-        changed fields are written in one round trip. If the block raises, nothing is
-        written and the exception propagates.
+        Nothing is written inside the block, even with `_auto_sync`; at its end every field
+        whose stored form differs from the block's start is written, in one round trip:
+        assigned fields and fields changed in place (`book.tags.append(...)`) alike. If
+        the block raises, nothing is written and the exception propagates. A block nested
+        in another (in the same task) writes nothing of its own: the outer one writes.
 
         Example:
             ```python
@@ -396,25 +460,41 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
                 book.author = "Herman Melville"
                 book.published_on = date(1851, 10, 18)
             ```
+
+        Raises:
+            UsageError: Another task has an update() block open on this instance.
+            ConflictError: The record is gone (expired, deleted) and so nothing was
+                written (`save()` writes it whole), or, with a `_version_field`, it was
+                changed since this instance was read.
+            SerializationError: A value cannot be stored; nothing was written.
         """
         table = _table_of(type(self))  # fail before the block runs, not after
         state = self._get_state()
-        if state & _BATCH:  # nested: the outermost block writes
-            yield self
+        if state & _BATCH:
+            if self._pa_batch.task is not asyncio.current_task():
+                raise UsageError(
+                    f"{type(self).__name__} {table.primary_key(self)!r}: another task has an "
+                    "update() block open on this instance; its changes would mix with this "
+                    "block's. Wait for it, or work on an instance of your own"
+                )
+            yield self  # nested in our own block: the outermost block writes
             return
-        changes: set[str] = set()
-        object.__setattr__(self, "_pa_batch", changes)
+        batch = _Batch(table.codec.snapshot(self))
+        object.__setattr__(self, "_pa_batch", batch)
         _set_state(self, state | _BATCH)
         try:
             yield self
         finally:
             _set_state(self, self._get_state() & ~_BATCH)
             object.__delattr__(self, "_pa_batch")
-        if changes and self._version_field:
+        changed = table.codec.changed_fields(self, batch.before)
+        if changed and self._version_field:
             await self.save()  # checked against the version, written whole
-        elif changes:
-            self._queue_changes(changes)
-            await table.store.flush()
+        elif table.pk_field in changed:
+            await table.insert([self], None)  # a new primary key names a new record
+        elif changed and not await table.update_fields(self, changed):
+            key = table.keys.record_key(table.primary_key(self))
+            raise ConflictError(type(self).__name__, key, None)
 
     # -- 1.4 serialization hooks ---------------------------------------------------------
 
@@ -431,6 +511,17 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     def json_object_hook(cls, obj: dict[str, Any]) -> Any:
         """Override to rebuild objects that `json_default` stored (see `json.loads`)."""
         return obj
+
+
+class _Batch:
+    """An open `update()` block: the task that opened it, and the stored form of each field
+    when it opened (None if that could not be had)."""
+
+    __slots__ = ("before", "task")
+
+    def __init__(self, before: list[Any] | None) -> None:
+        self.task = asyncio.current_task()
+        self.before = before
 
 
 # Writes the state slot directly, past `__setattr__`.

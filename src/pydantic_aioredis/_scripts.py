@@ -1,19 +1,30 @@
 """The server-side Lua scripts, and how they are called.
 
-Why scripts rather than pipelines of plain commands: a script writes a record and its
-index entry atomically, checks key types before it writes anything (MULTI/EXEC does not
-roll back), and reads thousands of hashes in one call. redis-py spends about 13 us of
-Python time per command, so one call per thousand records instead of one command per
-record is what makes bulk reads and writes fast.
+Why scripts rather than pipelines of plain commands: a script writes a record, its index
+entries and its TTL bookkeeping atomically, checks key types before it writes anything
+(MULTI/EXEC does not roll back), and reads thousands of hashes in one call. redis-py spends
+about 13 us of Python time per command, so one call per few hundred records instead of one
+command per record is what makes bulk reads and writes fast.
 
-Each call is bounded (`WRITE_CHUNK`, `READ_CHUNK` records) so that no single script stalls
-other clients.
-Scripts touch only the model's own keys; record keys are built inside the script from the
-namespace, which is safe because every key of a model shares its namespace. On a
-cluster, the callers also pass the record keys in KEYS (after the index and expiry keys,
-which the scripts address as KEYS[1] and KEYS[2]): Redis then sees every key a call
-touches, which is how it keeps a call away from a slot that is half migrated (TRYAGAIN,
-ASK) instead of letting the script find records missing.
+Every call is bounded (`WRITE_CHUNK`, `READ_CHUNK` records, `PURGE_BATCH` expired entries)
+so that no single script stalls other clients for more than a few milliseconds.
+
+The calling convention, the same for every script (see `ModelTable.script_call`):
+
+* KEYS: the shard's index and expiry sets, then for each indexed field its sorted set and
+  its hash of current encodings (`Shard.keys`), then, on a cluster only, every other key the
+  call touches (the write token's key, the record keys), so that Redis can keep a call away
+  from a half-migrated slot (TRYAGAIN, ASK) instead of letting the script find records
+  missing. Scripts build record keys from the namespace, which is safe because every key of
+  a model shares it.
+* ARGV: the namespace, the number of indexed fields, a write token ('' for none), then the
+  script's own arguments.
+
+Write tokens. redis-py sends a command again after a timeout or a dropped connection, and a
+script whose first run did land would then run twice. Scripts whose reply or effect differs
+on a second run (a versioned write, an insert-if-absent, a delete that counts) take a random
+token; the first run leaves its reply under `{namespace}__write:{token}` for five minutes,
+and a second run with the same token returns that reply without doing anything.
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AGAIN",
     "COUNT",
     "DELETE_ALL",
+    "DELETE_CHUNK",
     "DELETE_IDS",
     "INDEX_PAGE",
     "READ_CHUNK",
@@ -39,9 +52,14 @@ __all__ = [
 
 # Records per script call, so that no call keeps the server from other clients for long.
 # Measured here (2 cores, Redis 7) for six-field records: a write of 250 takes the server
-# about 2-3 ms, a read of 500 about 2 ms.
+# about 2-3 ms, a read of 500 about 2 ms, a delete of 1,000 about 1.5 ms.
 WRITE_CHUNK = 250
 READ_CHUNK = 500
+DELETE_CHUNK = 1000
+
+# The reply of a read or count that found more expired records than one call may clean up
+# (`PURGE_BATCH`): the caller sends the same call again, until the answer is exact.
+AGAIN = "AGAIN"
 
 
 @dataclass(frozen=True)
@@ -68,37 +86,135 @@ class ScriptCall:
         return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
 
 
-# Server time in milliseconds. Reading it inside the script keeps TTL bookkeeping on the
-# server's clock, the same clock that expires keys.
-_NOW = """
+# What every script starts with: its header, the server clock, key type checks, write
+# tokens, and keeping a record's index entries in step with it.
+_PRELUDE = """
+local ns, nfields, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local INDEX, EXPIRY = KEYS[1], KEYS[2]
+
+-- Server time in milliseconds: TTL bookkeeping runs on the clock that expires keys.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-"""
 
-# Drop index entries of records whose TTL has passed, so that an expired record never
-# shows up in a read and never shifts a page. Bounded per call; later calls continue.
-# The DEL only hurries along what Redis expires anyway; it is a pcall because on a cluster
-# whose slot is migrating, an expired key counts as one that already moved (an error).
-_PURGE = (
-    _NOW
-    + """
-local function purge(index, expiry, ns)
-  local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now_ms(), 'LIMIT', 0, 1000)
-  if #gone == 0 then return end
-  redis.call('ZREM', index, unpack(gone))
-  redis.call('ZREM', expiry, unpack(gone))
-  for i = 1, #gone do redis.pcall('DEL', ns .. gone[i]) end
+-- An error reply when `key` holds something other than `want` (or nothing); and its type.
+local function check_type(key, want)
+  local t = redis.call('TYPE', key).ok
+  if t ~= want and t ~= 'none' then
+    local message = 'WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a ' .. want
+    return redis.error_reply(message), t
+  end
+  return nil, t
+end
+
+-- The shard's own keys: index and expiry sets, and each indexed field's set and hash.
+local function check_shard()
+  local err = check_type(INDEX, 'zset') or check_type(EXPIRY, 'zset')
+  for i = 1, nfields do
+    err = err or check_type(KEYS[1 + 2 * i], 'zset') or check_type(KEYS[2 + 2 * i], 'hash')
+  end
+  return err
+end
+
+-- The reply of this call's first run, when this run is redis-py sending it again.
+local function replay()
+  if token == '' then return nil end
+  local done = redis.call('GET', ns .. '__write:' .. token)
+  if done then return cjson.decode(done) end
+  return nil
+end
+
+local function remember(reply)
+  if token ~= '' then
+    redis.call('SET', ns .. '__write:' .. token, cjson.encode(reply), 'PX', 300000)
+  end
+  return reply
+end
+
+-- Drop a record's entries from the secondary indexes.
+local function unindex(pk)
+  for i = 1, nfields do
+    local values = KEYS[2 + 2 * i]
+    local old = redis.call('HGET', values, pk)
+    if old then
+      redis.call('ZREM', KEYS[1 + 2 * i], old .. pk)
+      redis.call('HDEL', values, pk)
+    end
+  end
+end
+
+-- Drop every index entry of a record that is gone.
+local function forget(pk)
+  redis.call('ZREM', INDEX, pk)
+  redis.call('ZREM', EXPIRY, pk)
+  unindex(pk)
+end
+
+-- Move a record's secondary index entries to the encodings ARGV[at .. at + nfields - 1]
+-- ('' leaves that field's entry as it is).
+local function reindex(pk, at)
+  for i = 1, nfields do
+    local enc = ARGV[at + i - 1]
+    if enc ~= '' then
+      local values = KEYS[2 + 2 * i]
+      local old = redis.call('HGET', values, pk)
+      if old ~= enc then
+        if old then redis.call('ZREM', KEYS[1 + 2 * i], old .. pk) end
+        redis.call('ZADD', KEYS[1 + 2 * i], 0, enc .. pk)
+        redis.call('HSET', values, pk, enc)
+      end
+    end
+  end
+end
+
+-- The TTL rule of every write: a write given a TTL (ms > 0) sets it; a write given none
+-- keeps the TTL the record has, if any. The expiry set then holds exactly the records that
+-- have a TTL: an entry left by an earlier life of the record would delete it (purge).
+local function set_ttl(key, pk, ttl, existed)
+  if ttl > 0 then
+    local at = now_ms() + ttl
+    redis.call('PEXPIREAT', key, at)
+    redis.call('ZADD', EXPIRY, at, pk)
+    return
+  end
+  local left = -1
+  if existed then left = redis.call('PTTL', key) end
+  if left > 0 then
+    redis.call('ZADD', EXPIRY, now_ms() + left, pk)
+  else
+    redis.call('ZREM', EXPIRY, pk)
+  end
+end
+
+-- Drop the index entries of up to PURGE_BATCH records whose expiry time has passed, so that
+-- an expired record never shows up in a read or shifts a page. An entry is trusted only as
+-- far as the record's own TTL agrees: a record written again without a TTL, or given a
+-- later one, is kept. Returns true when no expired entry is left.
+local PURGE_BATCH = 500
+local function purge()
+  local t = now_ms()
+  local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', t, 'LIMIT', 0, PURGE_BATCH)
+  for i = 1, #due do
+    local pk = due[i]
+    local left = redis.call('PTTL', ns .. pk)
+    if left == -2 then
+      forget(pk)
+    elseif left == -1 then
+      redis.call('ZREM', EXPIRY, pk)
+    else
+      redis.call('ZADD', EXPIRY, t + left, pk)
+    end
+  end
+  return #due < PURGE_BATCH
 end
 """
-)
 
 # Read the given primary keys. Appends `pk, v1..vn` per record to `rows` (false for a
-# missing field) and `pk, error` per key that does not hold a hash to `bad`. A key that
-# no longer exists is skipped and its stale index entry removed.
+# missing field) and `pk, error` per key that does not hold a hash to `bad`. A key that no
+# longer exists is skipped and its stale index entries removed.
 _READ_ROWS = """
-local function read_rows(ns, index, pks, fields, rows, bad)
+local function read_rows(pks, fields, rows, bad)
   local n = #fields
   for i = 1, #pks do
     local pk = pks[i]
@@ -113,7 +229,7 @@ local function read_rows(ns, index, pks, fields, rows, bad)
         if row[j] then found = true; break end
       end
       if not found and redis.call('EXISTS', key) == 0 then
-        redis.call('ZREM', index, pk)
+        forget(pk)
       else
         rows[#rows + 1] = pk
         for j = 1, n do rows[#rows + 1] = row[j] end
@@ -123,211 +239,222 @@ local function read_rows(ns, index, pks, fields, rows, bad)
 end
 """
 
-# Returns an error reply when `key` holds something other than `want` (or nothing),
-# and the key's type.
-_CHECK_TYPE = """
-local function check_type(key, want)
-  local t = redis.call('TYPE', key).ok
-  if t ~= want and t ~= 'none' then
-    local message = 'WRONGTYPE key ' .. key .. ' holds a ' .. t .. ', expected a ' .. want
-    return redis.error_reply(message), t
-  end
-  return nil, t
-end
-"""
 
-# KEYS: index, expiry. ARGV: namespace, mode, n, field names (n), then per record:
-# pk, ttl in ms (0: none), n values. Returns the number of records written, or -1 when the
-# mode's condition does not hold (and nothing was written). Modes: 'set' writes, 'nx' only
-# if none of the records exists, 'xx' only if all of them exist, 'cas:<field>' only if each
-# record's stored <field> (0 when absent) is one less than the value being written: the
-# optimistic-concurrency check of a version field.
-# Every key's type is checked before anything is written, so that a bad key fails the
-# call whole instead of leaving half of the records written.
-WRITE_RECORDS = LuaScript(
+def _script(name: str, body: str, *parts: str) -> LuaScript:
+    return LuaScript(name, _PRELUDE + "".join(parts) + body)
+
+
+# ARGV after the header: mode, n, field names (n), then per record: pk, ttl in ms (0: keep
+# the record's TTL), n values, one encoding per indexed field. Returns the number of records
+# written, or -1 when the mode's condition does not hold (nothing was written). Modes: 'set'
+# writes, 'nx' only if none of the records exists, 'xx' only if all of them exist,
+# 'cas:<field>' only if each record's stored <field> (0 when absent) is one less than the
+# value being written: the optimistic-concurrency check of a version field.
+# Every key's type is checked before anything is written, so that a bad key fails the call
+# whole instead of leaving half of the records written.
+WRITE_RECORDS = _script(
     "write_records",
-    _NOW
-    + _CHECK_TYPE
-    + """
-local ns, mode, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local first, stride = 4 + n, n + 2
+    """
+local replayed = replay()
+if replayed then return replayed end
+local err = check_shard()
+if err then return err end
+local mode, n = ARGV[4], tonumber(ARGV[5])
+local first, stride = 6 + n, 2 + n + nfields
 local version_at  -- with 'cas:<field>', the position of <field> among the fields
 local version_field = string.match(mode, '^cas:(.+)$')
 for j = 1, n do
-  if ARGV[3 + j] == version_field then version_at = j end
+  if ARGV[5 + j] == version_field then version_at = j end
 end
-local err = check_type(KEYS[1], 'zset')
-if err then return err end
-local err2, expiry_type = check_type(KEYS[2], 'zset')
-if err2 then return err2 end
-local expiring = expiry_type == 'zset'  -- records of this model have TTLs only if so
 local keys, existed = {}, {}
-for i = first, #ARGV, stride do
-  local key = ns .. ARGV[i]
-  local bad, t = check_type(key, 'hash')
-  if bad then return bad end
-  keys[#keys + 1] = key
-  existed[#keys] = t == 'hash'
-  if (mode == 'nx' and t == 'hash') or (mode == 'xx' and t == 'none') then return -1 end
-  if version_at then
-    local stored = tonumber(redis.call('HGET', key, ARGV[3 + version_at])) or 0
-    if stored ~= tonumber(ARGV[i + 1 + version_at]) - 1 then return -1 end
-  end
-end
-local args, members = {}, {}
-for j = 1, n do args[2 * j - 1] = ARGV[3 + j] end
-local now
 local r = 0
 for i = first, #ARGV, stride do
   r = r + 1
-  local pk, ttl, key = ARGV[i], tonumber(ARGV[i + 1]), keys[r]
-  for j = 1, n do args[2 * j] = ARGV[i + 1 + j] end
-  redis.call('HSET', key, unpack(args))
-  members[2 * r - 1] = 0
-  members[2 * r] = pk
-  if ttl > 0 then
-    now = now or now_ms()
-    redis.call('PEXPIREAT', key, now + ttl)
-    redis.call('ZADD', KEYS[2], now + ttl, pk)
-    expiring = true
-  elseif expiring and existed[r] then  -- it may have had a TTL: clear it
-    redis.call('PERSIST', key)
-    redis.call('ZREM', KEYS[2], pk)
+  local key = ns .. ARGV[i]
+  local bad, t = check_type(key, 'hash')
+  if bad then return bad end
+  keys[r], existed[r] = key, t == 'hash'
+  if (mode == 'nx' and existed[r]) or (mode == 'xx' and not existed[r]) then
+    return remember(-1)
+  end
+  if version_at then
+    local stored = tonumber(redis.call('HGET', key, ARGV[5 + version_at])) or 0
+    if stored ~= tonumber(ARGV[i + 1 + version_at]) - 1 then return remember(-1) end
   end
 end
-if r > 0 then redis.call('ZADD', KEYS[1], unpack(members)) end
-return r
+-- Records of a shard have TTLs only if its expiry set exists: without one, a write that
+-- sets no TTL has no entry to clear.
+local expiring = redis.call('EXISTS', EXPIRY) == 1
+local args, members = {}, {}
+for j = 1, n do args[2 * j - 1] = ARGV[5 + j] end
+r = 0
+for i = first, #ARGV, stride do
+  r = r + 1
+  local pk, ttl = ARGV[i], tonumber(ARGV[i + 1])
+  for j = 1, n do args[2 * j] = ARGV[i + 1 + j] end
+  redis.call('HSET', keys[r], unpack(args))
+  members[2 * r - 1] = 0
+  members[2 * r] = pk
+  if ttl > 0 or expiring then
+    set_ttl(keys[r], pk, ttl, existed[r])
+    expiring = true
+  end
+  reindex(pk, i + 2 + n)
+end
+if r > 0 then redis.call('ZADD', INDEX, unpack(members)) end
+return remember(r)
 """,
 )
 
-# KEYS: index, expiry. ARGV: namespace, then per record: pk, k, k field/value pairs.
-# Updates only records that exist, keeping their TTL; returns the pks that do not exist,
-# so that the caller can write them whole instead of leaving a partial hash behind.
-UPDATE_FIELDS = LuaScript(
+# ARGV after the header: per record: pk, ttl in ms (0: keep), k, k field/value pairs, one
+# encoding per indexed field ('' where it did not change). Updates only records that
+# exist: a record that is gone (expired, deleted) stays gone. Returns the primary keys of
+# the records that were not there.
+UPDATE_FIELDS = _script(
     "update_fields",
-    _CHECK_TYPE
-    + """
-local ns = ARGV[1]
-local i = 2
+    """
+local err = check_shard()
+if err then return err end
+local i = 4
 while i <= #ARGV do
-  local err = check_type(ns .. ARGV[i], 'hash')
+  err = check_type(ns .. ARGV[i], 'hash')
   if err then return err end
-  i = i + 2 + 2 * tonumber(ARGV[i + 1])
+  i = i + 3 + 2 * tonumber(ARGV[i + 2]) + nfields
 end
 local missing = {}
-i = 2
+i = 4
 while i <= #ARGV do
-  local pk, k = ARGV[i], tonumber(ARGV[i + 1])
+  local pk, ttl, k = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local key = ns .. pk
   if redis.call('EXISTS', key) == 1 then
-    redis.call('HSET', key, unpack(ARGV, i + 2, i + 1 + 2 * k))
-    redis.call('ZADD', KEYS[1], 0, pk)
+    redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * k))
+    redis.call('ZADD', INDEX, 0, pk)
+    if ttl > 0 then set_ttl(key, pk, ttl, true) end
+    reindex(pk, i + 3 + 2 * k)
   else
     missing[#missing + 1] = pk
   end
-  i = i + 2 + 2 * k
+  i = i + 3 + 2 * k + nfields
 end
 return missing
 """,
 )
 
-# KEYS: index, expiry. ARGV: namespace, mode ('rank' or 'lex'), start (a rank, or an
-# exclusive lex bound like '(pk'), count, field names. Returns
-# {last pk scanned or false, number of pks scanned, bad, rows}; see _READ_ROWS.
-READ_RANGE = LuaScript(
+# ARGV after the header: mode ('rank' or 'lex'), start (a rank, or an exclusive lex bound
+# like '(pk'), count, field names. Returns {last pk scanned or false, number of pks
+# scanned, bad, rows} (see _READ_ROWS), or AGAIN.
+READ_RANGE = _script(
     "read_range",
-    _PURGE
-    + _READ_ROWS
-    + """
-local ns, count = ARGV[1], tonumber(ARGV[4])
-purge(KEYS[1], KEYS[2], ns)
+    """
+local err = check_shard()
+if err then return err end
+if not purge() then return redis.status_reply('AGAIN') end
+local count = tonumber(ARGV[6])
 local pks
-if ARGV[2] == 'rank' then
-  local start = tonumber(ARGV[3])
-  pks = redis.call('ZRANGE', KEYS[1], start, start + count - 1)
+if ARGV[4] == 'rank' then
+  local start = tonumber(ARGV[5])
+  pks = redis.call('ZRANGE', INDEX, start, start + count - 1)
 else
-  pks = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], '+', 'LIMIT', 0, count)
+  pks = redis.call('ZRANGEBYLEX', INDEX, ARGV[5], '+', 'LIMIT', 0, count)
 end
 local rows, bad = {}, {}
-read_rows(ns, KEYS[1], pks, {unpack(ARGV, 5)}, rows, bad)
+read_rows(pks, {unpack(ARGV, 7)}, rows, bad)
 return {pks[#pks] or false, #pks, bad, rows}
 """,
+    _READ_ROWS,
 )
 
-# KEYS: index, expiry. ARGV: namespace, mode ('rank' or 'lex'), start, count, as for
-# READ_RANGE, and in 'lex' mode an upper bound ('+' for none, or '[pk'). Returns up to
-# `count` live primary keys of the index, in order.
-INDEX_PAGE = LuaScript(
+# ARGV after the header: mode, start, count as for READ_RANGE, then in 'lex' mode an upper
+# bound ('+' for none, or '[pk'). Returns up to `count` live primary keys, or AGAIN.
+INDEX_PAGE = _script(
     "index_page",
-    _PURGE
-    + """
-local count = tonumber(ARGV[4])
-purge(KEYS[1], KEYS[2], ARGV[1])
-if ARGV[2] == 'rank' then
-  local start = tonumber(ARGV[3])
-  return redis.call('ZRANGE', KEYS[1], start, start + count - 1)
+    """
+local err = check_shard()
+if err then return err end
+if not purge() then return redis.status_reply('AGAIN') end
+local count = tonumber(ARGV[6])
+if ARGV[4] == 'rank' then
+  local start = tonumber(ARGV[5])
+  return redis.call('ZRANGE', INDEX, start, start + count - 1)
 end
-return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], ARGV[5], 'LIMIT', 0, count)
+return redis.call('ZRANGEBYLEX', INDEX, ARGV[5], ARGV[7], 'LIMIT', 0, count)
 """,
 )
 
-# KEYS: index, expiry. ARGV: namespace, n, field names (n), pks.
-# Returns {false, number of pks, bad, rows}, the shape of READ_RANGE's reply.
-READ_IDS = LuaScript(
+# ARGV after the header: n, field names (n), pks. Returns {false, number of pks, bad, rows},
+# the shape of READ_RANGE's reply. Reading by key needs no purge to be exact (Redis itself
+# hides an expired key); a bounded one runs anyway, to keep the index clean.
+READ_IDS = _script(
     "read_ids",
-    _PURGE
-    + _READ_ROWS
-    + """
-local ns, n = ARGV[1], tonumber(ARGV[2])
-purge(KEYS[1], KEYS[2], ns)
-local pks = {unpack(ARGV, 3 + n)}
+    """
+local err = check_shard()
+if err then return err end
+purge()
+local n = tonumber(ARGV[4])
+local pks = {unpack(ARGV, 5 + n)}
 local rows, bad = {}, {}
-read_rows(ns, KEYS[1], pks, {unpack(ARGV, 3, 2 + n)}, rows, bad)
+read_rows(pks, {unpack(ARGV, 5, 4 + n)}, rows, bad)
 return {false, #pks, bad, rows}
 """,
+    _READ_ROWS,
 )
 
-# KEYS: index, expiry. ARGV: namespace, pks. Returns how many records existed.
-DELETE_IDS = LuaScript(
+
+# Delete the records `pks` (a Lua list) with their index entries; how many existed. One DEL
+# of many keys: measured here, a delete-all of 10,000 records went from 250,000 to 500,000
+# records/s when the keys stopped being deleted one DEL at a time.
+_DELETE_RECORDS = """
+local function delete_records(pks)
+  if #pks == 0 then return 0 end
+  local keys = {}
+  for i = 1, #pks do keys[i] = ns .. pks[i] end
+  local deleted = redis.call('DEL', unpack(keys))
+  redis.call('ZREM', INDEX, unpack(pks))
+  redis.call('ZREM', EXPIRY, unpack(pks))
+  for i = 1, #pks do unindex(pks[i]) end
+  return deleted
+end
+"""
+
+# ARGV after the header: pks. Returns how many records existed.
+DELETE_IDS = _script(
     "delete_ids",
     """
-local ns, deleted = ARGV[1], 0
-for i = 2, #ARGV do
-  deleted = deleted + redis.call('DEL', ns .. ARGV[i])
-end
-if #ARGV > 1 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, 2))
-  redis.call('ZREM', KEYS[2], unpack(ARGV, 2))
-end
-return deleted
+local replayed = replay()
+if replayed then return replayed end
+local err = check_shard()
+if err then return err end
+return remember(delete_records({unpack(ARGV, 4)}))
 """,
+    _DELETE_RECORDS,
 )
 
-# KEYS: index, expiry. ARGV: namespace, count. Deletes up to `count` records from the
-# front of the index; returns {records deleted, index entries left}.
-DELETE_ALL = LuaScript(
+# ARGV after the header: count. Deletes up to `count` records from the front of the index;
+# returns {records deleted, index entries left}.
+DELETE_ALL = _script(
     "delete_all",
     """
-local ns = ARGV[1]
-local pks = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-local deleted = 0
-for i = 1, #pks do deleted = deleted + redis.call('DEL', ns .. pks[i]) end
-if #pks > 0 then
-  redis.call('ZREM', KEYS[1], unpack(pks))
-  redis.call('ZREM', KEYS[2], unpack(pks))
+local replayed = replay()
+if replayed then return replayed end
+local err = check_shard()
+if err then return err end
+local deleted = delete_records(redis.call('ZRANGE', INDEX, 0, tonumber(ARGV[4]) - 1))
+local left = redis.call('ZCARD', INDEX)
+if left == 0 then
+  for i = 2, 2 + 2 * nfields do redis.call('DEL', KEYS[i]) end
 end
-local left = redis.call('ZCARD', KEYS[1])
-if left == 0 then redis.call('DEL', KEYS[2]) end
-return {deleted, left}
+return remember({deleted, left})
 """,
+    _DELETE_RECORDS,
 )
 
-# KEYS: index, expiry. ARGV: namespace. Returns the number of live records.
-COUNT = LuaScript(
+# Returns the number of live records, or AGAIN.
+COUNT = _script(
     "count",
-    _PURGE
-    + """
-purge(KEYS[1], KEYS[2], ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+    """
+local err = check_shard()
+if err then return err end
+if not purge() then return redis.status_reply('AGAIN') end
+return redis.call('ZCARD', INDEX)
 """,
 )

@@ -21,7 +21,7 @@ import asyncio
 import heapq
 from typing import TYPE_CHECKING, Any
 
-from ._scripts import INDEX_PAGE, READ_CHUNK, WRITE_CHUNK, ScriptCall
+from ._scripts import DELETE_CHUNK, INDEX_PAGE, READ_CHUNK
 
 if TYPE_CHECKING:
     from ._exceptions import CorruptRecordError
@@ -108,10 +108,10 @@ async def _index_pages(
     table: ModelTable[Any], requests: list[tuple[Shard, str, str, int, str]]
 ) -> list[list[str]]:
     calls = [
-        ScriptCall(INDEX_PAGE, shard.keys, (shard.namespace, mode, start, count, end))
+        table.script_call(INDEX_PAGE, shard, (mode, start, count, end))
         for shard, mode, start, count, end in requests
     ]
-    return await table.store.execute(calls)
+    return await table.execute_exact(calls)
 
 
 async def _read_in_order(
@@ -151,7 +151,7 @@ async def drop(request: asyncio.Future[Any] | None) -> None:
 async def delete_sharded(table: ModelTable[Any]) -> int:
     """Delete every record of a model whose keys are in buckets; how many there were."""
     deleted = 0
-    first_pages = [(shard, "rank", "0", 4 * WRITE_CHUNK, "+") for shard in table.shards]
+    first_pages = [(shard, "rank", "0", DELETE_CHUNK, "+") for shard in table.shards]
     while True:
         pages = await _index_pages(table, first_pages)
         calls = table.delete_calls([pk for page in pages for pk in page])

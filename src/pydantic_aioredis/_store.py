@@ -7,6 +7,7 @@ import atexit
 import sys
 import weakref
 from collections.abc import Sequence
+from functools import cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,12 @@ from ._connection import (
     run_calls,
     sync_twin,
 )
-from ._exceptions import ConfigurationError, PydanticAioredisError
+from ._exceptions import (
+    ConfigurationError,
+    InvalidInputError,
+    NotRegisteredError,
+    PydanticAioredisError,
+)
 from ._scripts import ScriptCall
 from ._table import ModelTable
 from ._writes import PendingWrites
@@ -67,10 +73,11 @@ class Store:
         redis_store: AsyncClient | None = None,
         life_span_in_seconds: float | None = None,
     ) -> None:
-        if life_span_in_seconds is not None and life_span_in_seconds <= 0:
-            raise ConfigurationError(
-                f"life_span_in_seconds must be positive, not {life_span_in_seconds!r}"
-            )
+        if life_span_in_seconds is not None:
+            try:
+                _life_span_ms(life_span_in_seconds)
+            except InvalidInputError as exc:
+                raise ConfigurationError(f"life_span_in_seconds: {exc}") from None
         self.name = name
         self.redis_config = redis_config if redis_config is not None else RedisConfig()
         self.life_span_in_seconds = life_span_in_seconds
@@ -104,15 +111,33 @@ class Store:
 
         Returns the model, so this works as a class decorator too.
 
+        A model belongs to one store at a time: to move it to another store, call
+        `unregister_model` on the first one.
+
         Raises:
-            ConfigurationError: The model has no valid `_primary_key_field`, or its keys
-                would overlap with those of another registered model.
+            ConfigurationError: The model has no valid `_primary_key_field`, a field named
+                like one of the library's own attributes, a type the library cannot store,
+                keys that would overlap with those of another registered model, or it is
+                registered with another store already.
         """
-        from ._model import Model, bind_table
+        from ._model import Model, bind_table, store_of
 
         if not (isinstance(model_class, type) and issubclass(model_class, Model)):
             raise ConfigurationError(f"{model_class!r} is not a pydantic_aioredis Model")
         name = model_class.__name__
+        other_store = store_of(model_class)
+        if other_store is not None and other_store is not self:
+            raise ConfigurationError(
+                f"{name} is registered with store {other_store.name!r} already; a model "
+                f"belongs to one store at a time: call unregister_model({name}) on that "
+                "store first to move it"
+            )
+        clashes = sorted(set(model_class.model_fields) & _reserved_field_names())
+        if clashes:
+            raise ConfigurationError(
+                f"{name} has field(s) named {', '.join(map(repr, clashes))}, like attributes "
+                "the library gives every model; rename them (an alias keeps the outside name)"
+            )
         pk = model_class._primary_key_field
         if not isinstance(pk, str) or not pk:
             raise ConfigurationError(
@@ -140,6 +165,20 @@ class Store:
         self.models[name.lower()] = model_class
         bind_table(model_class, table)
         return model_class
+
+    def unregister_model(self, model_class: type[Model]) -> None:
+        """Unbind a model from this store: it is then not registered anywhere, and may be
+        registered with another store. Its records stay in Redis.
+
+        Raises:
+            NotRegisteredError: The model is not registered with this store.
+        """
+        from ._model import unbind_table
+
+        if self._tables.pop(model_class, None) is None:
+            raise NotRegisteredError(model_class.__name__)
+        del self.models[model_class.__name__.lower()]
+        unbind_table(model_class)
 
     def model(self, name: str) -> type[Model]:
         """The registered model with this class name, ignoring case.
@@ -189,16 +228,22 @@ class Store:
     # -- operations ----------------------------------------------------------------------
 
     def ttl_ms(self, life_span_seconds: float | None) -> int:
-        """The TTL in milliseconds for a write (0 for none)."""
-        seconds = life_span_seconds if life_span_seconds is not None else self.life_span_in_seconds
-        if seconds is None:
-            return 0
-        if seconds <= 0:
-            raise ConfigurationError(f"a life span must be positive, not {seconds!r}")
-        return max(1, round(seconds * 1000))
+        """The TTL in milliseconds that a write sets: the call's `life_span_seconds`, else
+        the store's `life_span_in_seconds`, else 0, which keeps the TTL the record has.
+
+        Raises:
+            InvalidInputError: The life span is not a number of seconds from 0.001 to
+                100 years.
+        """
+        if life_span_seconds is not None:
+            return _life_span_ms(life_span_seconds)
+        if self.life_span_in_seconds is not None:
+            return _life_span_ms(self.life_span_in_seconds)
+        return 0
 
     @property
     def default_ttl_ms(self) -> int:
+        """The TTL in milliseconds of a write that names none (0: keep the record's)."""
         return self.ttl_ms(None)
 
     async def execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -207,11 +252,15 @@ class Store:
             await self.pending.flush()
         return await self.send(calls)
 
-    async def send(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send script calls in one round trip, within the store's connection limit."""
+    async def send(self, calls: Sequence[ScriptCall], raise_errors: bool = True) -> list[Any]:
+        """Send script calls in one round trip, within the store's connection limit.
+
+        With `raise_errors` False, a call's error reply takes the place of its reply
+        instead of being raised (a failure of the whole round trip is still raised).
+        """
         client, limit = self._connection()
         async with limit:
-            replies = await run_calls(client, calls)
+            replies = await run_calls(client, calls, raise_errors)
         return replies if self._decodes else _decoded(replies)
 
     async def flush(self) -> None:
@@ -250,6 +299,31 @@ class Store:
         await self.close()
 
 
+# The longest life span: a century. Longer ones are surely mistakes, and a TTL far
+# enough out would overflow the millisecond arithmetic of Lua's doubles and of EXPIRE.
+MAX_LIFE_SPAN_SECONDS = 100 * 365.25 * 24 * 3600
+
+
+def _life_span_ms(seconds: Any) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidInputError(f"a life span is a number of seconds, not {seconds!r}")
+    if not (0 < seconds <= MAX_LIFE_SPAN_SECONDS):  # NaN fails this test too
+        raise InvalidInputError(
+            f"a life span must be more than 0 and at most {MAX_LIFE_SPAN_SECONDS:.0f} seconds "
+            f"(100 years), not {seconds!r}"
+        )
+    return max(1, round(seconds * 1000))
+
+
+@cache
+def _reserved_field_names() -> frozenset[str]:
+    """Names that every model has as attributes of the library (`save`, `auto_save`...):
+    a field of that name would be shadowed by them, or shadow them."""
+    from ._model import Model
+
+    return frozenset(name for name in vars(Model) if not name.startswith("_"))
+
+
 def _decodes_responses(client: Any) -> bool:
     if is_cluster(client):
         return bool(client.get_connection_kwargs().get("decode_responses", False))
@@ -258,8 +332,9 @@ def _decodes_responses(client: Any) -> bool:
 
 
 def _decoded(value: Any) -> Any:
+    # As the library's own clients read replies (see `READ_ERRORS`).
     if isinstance(value, bytes):
-        return value.decode()
+        return value.decode(errors="surrogateescape")
     if isinstance(value, list):
         return [_decoded(item) for item in value]
     return value

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import os
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
 from ._exceptions import ConflictError, CorruptRecordError, InvalidInputError
 from ._keys import KeySpace, Shard
+from ._model import loading_records
 from ._scripts import (
+    AGAIN,
     COUNT,
     DELETE_ALL,
+    DELETE_CHUNK,
     DELETE_IDS,
     READ_CHUNK,
     READ_IDS,
@@ -41,40 +45,33 @@ __all__ = ["ModelTable"]
 M = TypeVar("M", bound="Model")
 T = TypeVar("T")
 
-_gc_pauses = 0  # selects under way that asked for the collector to wait
-_gc_paused_by_us = False
-
 
 @contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Let the cyclic garbage collector wait while a select builds its models.
+def collector_paused() -> Iterator[None]:
+    """Let the cyclic garbage collector wait while one chunk of records is decoded.
 
     Building many long-lived objects makes CPython's collector traverse the whole heap
     again and again: measured here, with 300,000 live objects, a read of 100,000 records
     took 17-19 us per record with the collector running and 12-15 with it paused. Model
-    instances hold no reference cycles, and the pause lasts one select (other tasks
-    only have their cyclic garbage collected a little later). Concurrent selects share
-    the pause; a collector the application disabled itself is left as it is.
+    instances hold no reference cycles. The pause covers one synchronous decode, never an
+    await, so other tasks' garbage waits a few milliseconds at most; a collector the
+    application disabled itself is left alone.
     """
-    global _gc_pauses, _gc_paused_by_us
-    if _gc_pauses == 0 and gc.isenabled():
-        gc.disable()
-        _gc_paused_by_us = True
-    _gc_pauses += 1
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
         yield
     finally:
-        _gc_pauses -= 1
-        if _gc_pauses == 0 and _gc_paused_by_us:
-            _gc_paused_by_us = False
-            gc.enable()
+        gc.enable()
 
 
 # A sorted set holds at most 2**32 - 1 members; ranks beyond it find nothing.
 _MAX_RANK = 2**32
 
-# (primary key, encoded field values in field order)
-Encoded = tuple[str, list[str | bytes]]
+# (primary key, encoded field values in field order, index encodings in index order)
+Encoded = tuple[str, list[str | bytes], list[str]]
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -82,8 +79,13 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _first(pair: tuple[str, Any]) -> str:
-    return pair[0]
+def _first(item: tuple[str, Any, Any]) -> str:
+    return item[0]
+
+
+def write_token() -> str:
+    """A fresh token for a call that must not be applied twice (see `_scripts`)."""
+    return os.urandom(9).hex()
 
 
 class ModelTable(Generic[M]):
@@ -96,21 +98,23 @@ class ModelTable(Generic[M]):
     def __init__(self, model: type[M], store: Store) -> None:
         self.model = model
         self.store = store
+        self.codec: HashCodec[M] = HashCodec(model)
+        self.indexed: tuple[str, ...] = ()
         self.keys = KeySpace(
             model.__name__,
             prefix=model._redis_prefix,
             separator=model._redis_separator,
             table=model._table_name or model.__name__.lower(),
             buckets=model._cluster_buckets if store.cluster else None,
+            indexed=self.indexed,
         )
         self.shards = self.keys.shards
         # On a cluster, each call names every key it touches (see `_scripts`), and whole-
         # model reads and deletes go through `_sharded`, even for a model of one bucket.
         self._declares_keys = store.cluster
-        self.codec: HashCodec[M] = HashCodec(model)
         self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
         self._pk_index = self.codec.names.index(self.pk_field)
-        self._pk_is_text = self.codec._raw[self._pk_index]
+        self._pk_is_plain_str = self.codec.is_plain_str(self.pk_field)
         self._fields_header = (len(self.codec.names), *self.codec.names)
 
     def __repr__(self) -> str:
@@ -121,20 +125,21 @@ class ModelTable(Generic[M]):
     def primary_key(self, instance: M) -> str:
         """The primary key of an instance, as stored in its key and in the index."""
         value = getattr(instance, self.pk_field)
-        if self._pk_is_text and type(value) is str:
+        if self._pk_is_plain_str and type(value) is str:
             return self.keys.check_primary_key(value)
         text = self.codec.encode_fields(instance, (self.pk_field,))[1]
         return self.keys.check_primary_key(text if isinstance(text, str) else text.decode())
 
     def primary_keys(self, ids: Any) -> list[str]:
-        """Caller-given ids (one or many, any type the primary key accepts), as stored."""
+        """Caller-given ids (one or many, any form the primary key's type accepts: an
+        upper-case UUID, a datetime...), validated and written as they are stored."""
         if ids is None:
             return []
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             ids = [ids]
         keys: dict[str, None] = {}  # ordered and without repeats
         for value in ids:
-            if self._pk_is_text and type(value) is str:
+            if self._pk_is_plain_str and type(value) is str:
                 text = value
             else:
                 text = self.codec.encode_value(self.pk_field, value)
@@ -155,69 +160,101 @@ class ModelTable(Generic[M]):
         return [(self.shards[index], group) for index, group in sorted(groups.items())]
 
     def script_call(
-        self, script: LuaScript, shard: Shard, args: tuple[Any, ...], pks: Iterable[str] = ()
+        self,
+        script: LuaScript,
+        shard: Shard,
+        args: Sequence[Any],
+        pks: Iterable[str] = (),
+        token: str = "",
     ) -> ScriptCall:
-        """A call of `script` on one shard, about the records `pks`."""
-        if self._declares_keys:
-            namespace = shard.namespace
-            return ScriptCall(script, (*shard.keys, *[namespace + pk for pk in pks]), args)
-        return ScriptCall(script, shard.keys, args)
+        """A call of `script` on one shard, about the records `pks` (see `_scripts` for
+        the header every call starts with, and the keys a cluster call declares)."""
+        header = (shard.namespace, len(shard.indexed), token)
+        if not self._declares_keys:
+            return ScriptCall(script, shard.keys, (*header, *args))
+        namespace = shard.namespace
+        declared = [shard.write_key(token)] if token else []
+        declared += [namespace + pk for pk in pks]
+        return ScriptCall(script, (*shard.keys, *declared), (*header, *args))
+
+    async def execute_exact(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Send calls; those that answer AGAIN (expired records left to clean up) are sent
+        again until every answer is exact. Each call stays bounded."""
+        replies = await self.store.execute(calls)
+        while again := [i for i, reply in enumerate(replies) if reply == AGAIN]:
+            for i, reply in zip(again, await self.store.execute([calls[i] for i in again])):
+                replies[i] = reply
+        return replies
 
     # -- writing -------------------------------------------------------------------------
 
     def encode_whole(self, instance: M) -> Encoded:
+        """Every field value of `instance` as stored, and its index encodings.
+
+        Raises:
+            SerializationError: A value cannot be stored.
+            InvalidInputError: The primary key cannot name a record.
+        """
         values = self.codec.encode(instance)
         pk = values[self._pk_index]
         pk = pk if isinstance(pk, str) else pk.decode()
-        return self.keys.check_primary_key(pk), values
+        return self.keys.check_primary_key(pk), values, self.index_encodings(instance, None)
 
-    def encode_changes(self, fields: dict[str, Any]) -> list[str | bytes]:
-        """`name, value` pairs of changed fields, each read from the instance that set it."""
+    def index_encodings(self, instance: M, changed: Iterable[str] | None) -> list[str]:
+        """The index encoding of each indexed field ('' for one not in `changed`)."""
+        return []
+
+    def encode_changes(self, fields: dict[str, Any]) -> tuple[list[str | bytes], list[str]]:
+        """`name, value` pairs of changed fields, each read from the instance that set it,
+        and the index encodings of those that are indexed ('' for the others)."""
         pairs: list[str | bytes] = []
+        encodings = [""] * len(self.indexed)
         by_instance: dict[int, tuple[Any, list[str]]] = {}
         for name, instance in fields.items():
             by_instance.setdefault(id(instance), (instance, []))[1].append(name)
         for instance, names in by_instance.values():
             pairs += self.codec.encode_fields(instance, names)
-        return pairs
+            for position, encoding in enumerate(self.index_encodings(instance, names)):
+                encodings[position] = encoding or encodings[position]
+        return pairs, encodings
 
     def write_calls(
         self, records: Sequence[Encoded], ttl_ms: int, mode: str = "set"
     ) -> list[ScriptCall]:
         """Script calls that write whole records with their index entries.
 
-        `mode` "nx" writes only records that do not exist yet, "xx" only ones that do,
-        "cas:<field>" only ones whose stored version field is one less than the value
-        written (for one record: with several, a call writes all of its records or none).
+        `ttl_ms` 0 keeps each record's TTL (see `set_ttl` in `_scripts`). `mode` "nx"
+        writes only records that do not exist yet, "xx" only ones that do, "cas:<field>"
+        only ones whose stored version field is one less than the value written (for one
+        record: with several, a call writes all of its records or none). Those modes reply
+        differently when sent twice, so their calls carry a write token.
         """
         ttl = str(ttl_ms)
         head = (mode, *self._fields_header)
-        return self._write_calls(WRITE_RECORDS, records, head, lambda pk, values: (pk, ttl))
-
-    def update_calls(self, records: Sequence[tuple[str, list[str | bytes]]]) -> list[ScriptCall]:
-        """Script calls that update fields of records that exist; each replies with the
-        primary keys of the records that do not (`(pk, [name, value, ...])` per record)."""
-        return self._write_calls(
-            UPDATE_FIELDS, records, (), lambda pk, pairs: (pk, len(pairs) // 2)
-        )
-
-    def _write_calls(
-        self,
-        script: LuaScript,
-        records: Sequence[tuple[str, list[str | bytes]]],
-        head: tuple[Any, ...],
-        record_head: Callable[[str, list[str | bytes]], tuple[Any, ...]],
-    ) -> list[ScriptCall]:
-        # ARGV: the namespace, `head`, then per record `record_head(...)` and its values.
         calls = []
         for shard, group in self.by_shard(records, _first):
             for chunk in _chunks(group, WRITE_CHUNK):
-                args: list[Any] = [shard.namespace, *head]
-                for pk, values in chunk:
-                    args += record_head(pk, values)
-                    args += values
-                pks = [pk for pk, _ in chunk] if self._declares_keys else ()
-                calls.append(self.script_call(script, shard, tuple(args), pks))
+                args: list[Any] = [*head]
+                for pk, values, encodings in chunk:
+                    args += (pk, ttl, *values, *encodings)
+                token = write_token() if mode != "set" else ""
+                calls.append(self.script_call(WRITE_RECORDS, shard, args, _pks(chunk), token))
+        return calls
+
+    def update_calls(
+        self, records: Sequence[tuple[str, list[str | bytes], list[str]]], ttl_ms: int
+    ) -> list[ScriptCall]:
+        """Script calls that update fields of records that exist (a record that is gone
+        stays gone); each replies with the primary keys of the records that were not there.
+        `records` holds `(pk, [name, value, ...], index encodings)` per record."""
+        ttl = str(ttl_ms)
+        calls = []
+        for shard, group in self.by_shard(records, _first):
+            for chunk in _chunks(group, WRITE_CHUNK):
+                args: list[Any] = []
+                for pk, pairs, encodings in chunk:
+                    args += (pk, ttl, len(pairs) // 2, *pairs, *encodings)
+                calls.append(self.script_call(UPDATE_FIELDS, shard, args, _pks(chunk)))
         return calls
 
     async def insert(self, instances: Sequence[M], life_span_seconds: float | None) -> int:
@@ -230,16 +267,30 @@ class ModelTable(Generic[M]):
         self, instance: M, field: str, life_span_seconds: float | None
     ) -> None:
         """Write a record whole if its stored `field` still holds the instance's version,
-        and move both to the next version; raise ConflictError (nothing written) if not."""
+        and move both to the next version; raise ConflictError (nothing written) if not.
+
+        The instance's version always ends up matching Redis: if the caller is cancelled
+        while the write is in flight, the write is seen through (it may have landed) and
+        the instance follows its outcome before the cancellation goes on.
+        """
         version = getattr(instance, field)
+        ttl_ms = self.store.ttl_ms(life_span_seconds)
         instance.__dict__[field] = version + 1  # encoded with the next version
         try:
-            written = await self._write_one(instance, f"cas:{field}", life_span_seconds)
+            calls = self.write_calls([self.encode_whole(instance)], ttl_ms, f"cas:{field}")
         except BaseException:
             instance.__dict__[field] = version
             raise
+        written = False
+        try:
+            (reply,), cancelled = await run_to_end(self.store.execute(calls))
+            written = reply == 1
+        finally:
+            if not written:
+                instance.__dict__[field] = version
+        if cancelled:
+            raise asyncio.CancelledError
         if not written:
-            instance.__dict__[field] = version
             key = self.keys.record_key(self.primary_key(instance))
             raise ConflictError(self.model.__name__, key, version)
 
@@ -251,21 +302,19 @@ class ModelTable(Generic[M]):
         """Write a record whole if it exists; False (nothing written) if it does not."""
         return await self._write_one(instance, "xx")
 
-    async def _write_one(
-        self, instance: M, mode: str, life_span_seconds: float | None = None
-    ) -> bool:
+    async def _write_one(self, instance: M, mode: str) -> bool:
         """Write one record whole if `mode`'s condition holds; whether it was written."""
-        ttl_ms = self.store.ttl_ms(life_span_seconds)
-        (written,) = await self.store.execute(
-            self.write_calls([self.encode_whole(instance)], ttl_ms, mode)
-        )
+        ttl_ms = self.store.ttl_ms(None)
+        calls = self.write_calls([self.encode_whole(instance)], ttl_ms, mode)
+        (written,) = await self.store.execute(calls)
         return bool(written == 1)
 
     async def update_fields(self, instance: M, names: Iterable[str]) -> bool:
         """Write some fields of an existing record; False (nothing written) if it is gone."""
         pk = self.primary_key(instance)
-        calls = self.update_calls([(pk, self.codec.encode_fields(instance, names))])
-        (missing,) = await self.store.execute(calls)
+        pairs = self.codec.encode_fields(instance, names)
+        record = (pk, pairs, self.index_encodings(instance, names))
+        (missing,) = await self.store.execute(self.update_calls([record], self.store.ttl_ms(None)))
         return not missing
 
     # -- reading -------------------------------------------------------------------------
@@ -281,6 +330,11 @@ class ModelTable(Generic[M]):
                 f"{self.model.__name__} has no field(s) {', '.join(map(repr, unknown))}; "
                 f"fields are {', '.join(self.codec.names)}"
             )
+        if not columns:
+            raise InvalidInputError(
+                f"{self.model.__name__}.select(columns=[]) names no field; name at least one "
+                f"of {', '.join(self.codec.names)}, or leave columns out for whole records"
+            )
         return list(dict.fromkeys(columns))
 
     async def select(
@@ -292,25 +346,33 @@ class ModelTable(Generic[M]):
         invalid: list[CorruptRecordError] | None = None,
     ) -> list[Any]:
         fields = columns if columns is not None else list(self.codec.names)
-        with _cyclic_gc_paused():
-            if ids is None:
-                return await self._read_range(fields, skip or 0, limit, columns, invalid)
-            pks = self.primary_keys(ids)
-            calls = self.read_calls(pks, fields)
-            replies = await self.store.execute(calls) if calls else []
-            if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
-                rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
-                return self.decode(columns, rows, invalid)
-            found: list[Any] = []
-            for reply in replies:
-                found += self.decode(columns, self.rows_of(reply, invalid), invalid)
-            return found
+        if ids is None:
+            return await self._read_range(fields, skip or 0, limit, columns, invalid)
+        found = await self._read_ids(self.primary_keys(ids), fields, columns, invalid)
+        return found[skip or 0 :][:limit]
+
+    async def _read_ids(
+        self,
+        pks: list[str],
+        fields: list[str],
+        columns: list[str] | None,
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
+        calls = self.read_calls(pks, fields)
+        replies = await self.store.execute(calls) if calls else []
+        if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
+            rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
+            return self.decode(columns, rows, invalid)
+        found: list[Any] = []
+        for reply in replies:
+            found += self.decode(columns, self.rows_of(reply, invalid), invalid)
+        return found
 
     def read_calls(self, pks: Sequence[str], fields: Sequence[str]) -> list[ScriptCall]:
         """Script calls that read these fields of the records with these primary keys."""
         header = (len(fields), *fields)
         return [
-            self.script_call(READ_IDS, shard, (shard.namespace, *header, *chunk), chunk)
+            self.script_call(READ_IDS, shard, (*header, *chunk), chunk)
             for shard, group in self.by_shard(pks, str)
             for chunk in _chunks(group, READ_CHUNK)
         ]
@@ -342,9 +404,10 @@ class ModelTable(Generic[M]):
         invalid: list[CorruptRecordError] | None,
     ) -> list[Any]:
         # Decoded chunk by chunk, so that only one chunk of raw replies is alive at a time.
-        if columns is not None:
-            return self.codec.decode_columns(columns, rows, self.keys.record_key, invalid)
-        return self.codec.decode_rows(rows, self.keys.record_key, invalid)
+        with collector_paused(), loading_records():
+            if columns is not None:
+                return self.codec.decode_columns(columns, rows, self.keys.record_key, invalid)
+            return self.codec.decode_rows(rows, self.keys.record_key, invalid)
 
     async def _read_range(
         self,
@@ -365,19 +428,22 @@ class ModelTable(Generic[M]):
         found: list[Any] = []
         left = limit
         count = READ_CHUNK if left is None else min(left, READ_CHUNK)
-        request: asyncio.Task[list[Any]] | None = self._range_request(
-            fields, "rank", str(skip), count
-        )
+        start = ("rank", str(skip))
+        request: asyncio.Task[list[Any]] | None = self._range_request(fields, start, count)
         try:
             while request is not None:
                 (reply,) = await request
+                if reply == AGAIN:  # expired records still to clean up: ask again
+                    request = self._range_request(fields, start, count)
+                    continue
                 last, scanned, rows = reply[0], reply[1], self.rows_of(reply, invalid)
                 if left is not None:
                     left -= scanned
                 request = None
                 if scanned == count and last and (left is None or left > 0):
                     count = READ_CHUNK if left is None else min(left, READ_CHUNK)
-                    request = self._range_request(fields, "lex", "(" + last, count)
+                    start = ("lex", "(" + last)
+                    request = self._range_request(fields, start, count)
                     # redis-py's command path passes a few awaits (connection checkout,
                     # send) before the bytes reach the socket: give it a few loop turns.
                     # Measured here, 50,000 records: 17 us/record with one turn, 10 with
@@ -390,10 +456,9 @@ class ModelTable(Generic[M]):
         return found
 
     def _range_request(
-        self, fields: list[str], mode: str, start: str, count: int
+        self, fields: list[str], start: tuple[str, str], count: int
     ) -> asyncio.Task[list[Any]]:
-        shard = self.shards[0]
-        call = ScriptCall(READ_RANGE, shard.keys, (shard.namespace, mode, start, count, *fields))
+        call = self.script_call(READ_RANGE, self.shards[0], (*start, count, *fields))
         return asyncio.ensure_future(self.store.execute([call]))
 
     def rows_of(self, reply: list[Any], invalid: list[CorruptRecordError] | None) -> list[Any]:
@@ -408,8 +473,8 @@ class ModelTable(Generic[M]):
         return rows
 
     async def count(self) -> int:
-        calls = [ScriptCall(COUNT, shard.keys, (shard.namespace,)) for shard in self.shards]
-        return sum(int(reply) for reply in await self.store.execute(calls))
+        calls = [self.script_call(COUNT, shard, ()) for shard in self.shards]
+        return sum(int(reply) for reply in await self.execute_exact(calls))
 
     # -- deleting ------------------------------------------------------------------------
 
@@ -421,9 +486,9 @@ class ModelTable(Generic[M]):
 
     def delete_calls(self, pks: Sequence[str]) -> list[ScriptCall]:
         return [
-            self.script_call(DELETE_IDS, shard, (shard.namespace, *chunk), chunk)
+            self.script_call(DELETE_IDS, shard, chunk, chunk, write_token())
             for shard, group in self.by_shard(pks, str)
-            for chunk in _chunks(group, WRITE_CHUNK)
+            for chunk in _chunks(group, DELETE_CHUNK)
         ]
 
     async def _delete_all(self) -> int:
@@ -432,10 +497,33 @@ class ModelTable(Generic[M]):
         # Each call deletes the first records of the index; several go per round trip
         # (the ones that find the index empty do nothing).
         shard = self.shards[0]
-        calls = [ScriptCall(DELETE_ALL, shard.keys, (shard.namespace, WRITE_CHUNK))] * 8
         deleted = 0
         while True:
+            calls = [
+                self.script_call(DELETE_ALL, shard, (DELETE_CHUNK,), token=write_token())
+                for _ in range(4)
+            ]
             replies = await self.store.execute(calls)
             deleted += sum(int(count) for count, _ in replies)
             if replies[-1][1] == 0:  # no index entries left
                 return deleted
+
+
+def _pks(chunk: Sequence[tuple[str, Any, Any]]) -> list[str]:
+    return [item[0] for item in chunk]
+
+
+async def run_to_end(work: Awaitable[T]) -> tuple[T, bool]:
+    """Await `work` to its end even if the caller is cancelled meanwhile, for a caller
+    whose state must follow the work's outcome (a write that may have landed). Returns the
+    result and whether a cancellation came in, for the caller to raise once it has caught
+    up with the outcome."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(task), cancelled
+        except asyncio.CancelledError:
+            if task.done():  # the work itself was cancelled: there is no outcome to wait for
+                raise
+            cancelled = True

@@ -11,64 +11,169 @@ sent later, in program order:
 * at interpreter exit, for whatever is left (`asyncio.run` cancels pending tasks).
 
 Writes coalesce per record: the queue keeps, for every field, the instance that assigned it
-last, and reads the value when the write is sent. A write leaves the queue only once Redis
-has acknowledged it; a failure leaves it queued and is raised to the caller of the flush.
+last, and reads the value when the write is sent.
+
+What a failure does depends on whether trying again can help:
+
+* transient (connection lost, timeout, a server busy loading or out of memory): the write
+  stays queued, the next flush sends it again, and each library call raises `AutoSaveError`
+  meanwhile;
+* permanent (a value that cannot be stored, a key of the wrong type written by another
+  program): that write is dropped, the others are sent, and the error is raised once, by
+  the next library call on the store, naming the model and key.
+
+A field update applies to a record that exists: one that is gone (expired, deleted, never
+inserted) stays gone. Every failure, retry and drop is logged on the `pydantic_aioredis`
+logger, with the model and key, never a value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from ._connection import run_calls_sync
-from ._exceptions import AutoSaveError, RedisOperationError, SerializationError
+from ._exceptions import (
+    AutoSaveError,
+    InvalidInputError,
+    PydanticAioredisError,
+    RedisOperationError,
+    SerializationError,
+)
 from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
     from ._connection import SyncClient
     from ._table import ModelTable
 
-__all__ = ["PendingWrites"]
+__all__ = ["PendingWrites", "QueuedWrite"]
+
+logger = logging.getLogger("pydantic_aioredis")
+
+# Failures that may pass: the connection, the time, a server loading, busy or out of
+# memory, a cluster that is moving slots or failing over.
+_TRANSIENT_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+)
+_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN")
+
+
+@dataclass(frozen=True)
+class QueuedWrite:
+    """An automatic write waiting in `store.pending`.
+
+    Attributes:
+        model: The model class.
+        key: The record's primary key, as stored.
+        fields: The fields to write, or None for the whole record.
+    """
+
+    model: type[Any]
+    key: str
+    fields: tuple[str, ...] | None
 
 
 class _PendingRecord:
     """What is owed to one record: a whole write, field updates, or both."""
 
-    __slots__ = ("fields", "latest", "pk", "table", "version", "whole")
+    __slots__ = ("fields", "pk", "table", "version", "whole")
 
     def __init__(self, table: ModelTable[Any], pk: str) -> None:
         self.table = table
         self.pk = pk
         self.whole: Any = None  # the instance to write whole, if any
         self.fields: dict[str, Any] = {}  # field name -> the instance that set it last
-        self.latest: Any = None  # the instance changed last: it writes a missing record
         self.version = 0
 
+    def describe(self) -> str:
+        return f"{self.table.model.__name__} {self.pk!r}"
 
-class _Batch:
-    """The script calls of one flush, and the records they came from."""
+
+class _Unit:
+    """One script call of a flush and the records it carries."""
+
+    __slots__ = ("call", "kind", "records", "table")
+
+    def __init__(
+        self, table: ModelTable[Any], kind: str, records: list[tuple[_PendingRecord, Any]]
+    ) -> None:
+        self.table = table
+        self.kind = kind  # "whole" or "fields"
+        self.records = records  # (pending record, its encoded form)
+        self.call = self._call()
+
+    def _call(self) -> ScriptCall:
+        table, encoded = self.table, [item for _, item in self.records]
+        ttl_ms = table.store.default_ttl_ms
+        calls = (
+            table.write_calls(encoded, ttl_ms)
+            if self.kind == "whole"
+            else table.update_calls(encoded, ttl_ms)
+        )
+        (call,) = calls  # one shard, at most one chunk: one call
+        return call
+
+    def split(self) -> list[_Unit]:
+        return [_Unit(self.table, self.kind, [record]) for record in self.records]
+
+
+class _Flush:
+    """The work of one flush: what it sends, and what came of it."""
 
     def __init__(self) -> None:
-        self.calls: list[ScriptCall] = []
-        # The field updates of one table: their calls are calls[start:stop].
-        self.updates: list[tuple[int, int, list[_PendingRecord]]] = []  # start, stop, records
-        self.sent: list[tuple[_PendingRecord, int]] = []
-        self.unstorable: list[tuple[_PendingRecord, SerializationError]] = []
+        self.units: list[_Unit] = []
+        self.sent: list[tuple[_PendingRecord, int]] = []  # (record, its version when sent)
+        self.dropped: list[tuple[_PendingRecord, PydanticAioredisError]] = []
+        self.kept: list[_PendingRecord] = []  # a transient failure: sent again later
+        self.transient: RedisOperationError | None = None
+
+
+# A flush's conversation: it yields the calls to send and receives what they answered (a
+# reply, or the error of that call), so that one algorithm serves async and sync sending.
+Exchange = Generator[list[ScriptCall], list[Any], None]
 
 
 class PendingWrites:
-    """Automatic writes waiting to be sent to Redis."""
+    """Automatic writes waiting to be sent to Redis (`store.pending`).
+
+    `len(store.pending)` counts the records they touch; `queued()` lists them and
+    `discard()` drops some or all; `last_error` is the error of the last failed attempt.
+    """
 
     def __init__(
         self,
-        send: Callable[[Sequence[ScriptCall]], Awaitable[list[Any]]],
+        send: Callable[[Sequence[ScriptCall], bool], Awaitable[list[Any]]],
         sync_client: Callable[[], SyncClient],
     ) -> None:
-        self._send = send  # the store's: within its connection limit, replies decoded
+        # The store's send: within its connection limit, replies decoded; called with
+        # raise_errors=False, so that each call's error reply takes that call's place.
+        self._send = send
         self._sync_client = sync_client
         self._records: dict[tuple[int, str], _PendingRecord] = {}
+        self._failures: list[PydanticAioredisError] = []  # dropped, not yet raised
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -79,11 +184,52 @@ class PendingWrites:
     def __len__(self) -> int:
         return len(self._records)
 
+    def __bool__(self) -> bool:
+        return bool(self._records or self._failures)
+
+    # -- looking at the queue ----------------------------------------------------------
+
+    def queued(self) -> list[QueuedWrite]:
+        """The writes waiting to be sent, one per record, in the order they were queued."""
+        return [
+            QueuedWrite(
+                record.table.model,
+                record.pk,
+                None if record.whole is not None else tuple(record.fields),
+            )
+            for record in self._records.values()
+        ]
+
+    def discard(self, model: type[Any] | None = None, ids: Iterable[Any] | None = None) -> int:
+        """Drop queued writes without sending them: those of `model` (all models if None),
+        and of those records only if `ids` is given. Returns how many records were dropped.
+
+        Example:
+            ```py
+            store.pending.discard(Book, ids=["The Hobbit"])  # never write this one
+            ```
+        """
+        wanted = None
+        if ids is not None:
+            if model is None:
+                raise InvalidInputError("discard(ids=...) needs the model the ids belong to")
+            wanted = set(_table_of(model).primary_keys(ids))
+        doomed = [
+            key
+            for key, record in self._records.items()
+            if (model is None or record.table.model is model)
+            and (wanted is None or record.pk in wanted)
+        ]
+        for key in doomed:
+            record = self._records.pop(key)
+            logger.info("discarded the queued automatic write of %s", record.describe())
+        return len(doomed)
+
     # -- queueing ----------------------------------------------------------------------
 
     def add_whole(self, table: ModelTable[Any], pk: str, instance: Any) -> None:
         record = self._record(table, pk)
-        record.whole = record.latest = instance
+        record.whole = instance
         record.fields.clear()  # the whole write carries every field
         record.version += 1
 
@@ -94,7 +240,6 @@ class PendingWrites:
         fields = record.fields
         for name in names:
             fields[name] = instance
-        record.latest = instance
         record.version += 1
 
     def _record(self, table: ModelTable[Any], pk: str) -> _PendingRecord:
@@ -124,14 +269,13 @@ class PendingWrites:
             task.add_done_callback(self._tasks.discard)
 
     async def _background_flush(self) -> None:
-        if not self._records:
-            return
+        # What goes wrong here is raised by the next library call on the store (and
+        # logged now): never left in a task nobody awaits.
         try:
-            await self.flush()
-        except (RedisOperationError, SerializationError) as exc:
-            # Not lost: the write stays queued, and the next library call on the store
-            # retries it and raises if it still fails.
+            await self._flush(raise_errors=False)
+        except Exception as exc:
             self.last_error = exc
+            logger.exception("automatic writes: the background flush failed")
 
     # -- sending -----------------------------------------------------------------------
 
@@ -139,104 +283,242 @@ class PendingWrites:
         """Send everything queued and wait for Redis to acknowledge it.
 
         Raises:
-            AutoSaveError: Redis failed; the writes stay queued for the next flush.
-            SerializationError: A queued value cannot be stored; that write is dropped
-                (it could never succeed), the others are sent.
+            AutoSaveError: Redis failed for a reason that may pass; the writes stay queued
+                for the next flush.
+            SerializationError, RedisOperationError: A write could never succeed (a value
+                that cannot be stored, a key holding another type); it was dropped, the
+                others were sent. Raised once, by the first flush after it happened.
         """
-        if not self._records:
-            return
+        await self._flush(raise_errors=True)
+
+    async def _flush(self, raise_errors: bool) -> None:
         loop = asyncio.get_running_loop()
         lock = self._locks.get(loop)
         if lock is None:
             lock = self._locks[loop] = asyncio.Lock()
+        transient = None
         async with lock:  # one flush at a time, so writes reach Redis in program order
-            batch = self._batch()
-            try:
-                if batch.calls:
-                    replies = await self._send(batch.calls)
-                    follow_up = self._missing_records(batch, replies)
-                    if follow_up:
-                        await self._send(follow_up)
-            except RedisOperationError as exc:
-                raise self._failed(exc) from exc.__cause__
-            self._settle(batch)
+            if self._records:
+                flush = self._prepare()
+                exchange = self._exchange(flush)
+                calls: list[ScriptCall] | None = next(exchange)
+                while calls is not None:
+                    replies = await self._send_for_errors(calls)
+                    calls = _next_calls(exchange, replies)
+                transient = self._settle(flush)
             if self._records and not self._kick_scheduled:
                 self._kick_scheduled = True  # what was queued meanwhile goes next
                 loop.call_soon(self._kick, loop)
+        if raise_errors:
+            self._raise_failures(transient)
 
     def flush_sync(self, client: SyncClient) -> None:
-        """Send everything queued, blocking; for code that runs outside an event loop."""
-        if not self._records:
-            return
-        batch = self._batch()
+        """Send everything queued, blocking; for code that runs outside an event loop.
+
+        Raises:
+            The errors of `flush`.
+        """
+        transient = None
+        if self._records:
+            flush = self._prepare()
+            exchange = self._exchange(flush)
+            calls: list[ScriptCall] | None = next(exchange)
+            while calls is not None:
+                replies = _sent_sync(client, calls)
+                calls = _next_calls(exchange, replies)
+            transient = self._settle(flush)
+        self._raise_failures(transient)
+
+    async def _send_for_errors(self, calls: list[ScriptCall]) -> list[Any]:
         try:
-            if batch.calls:
-                follow_up = self._missing_records(batch, run_calls_sync(client, batch.calls))
-                if follow_up:
-                    run_calls_sync(client, follow_up)
+            return await self._send(calls, False)
         except RedisOperationError as exc:
-            raise self._failed(exc) from exc.__cause__
-        self._settle(batch)
+            return [exc] * len(calls)
 
-    def _failed(self, exc: RedisOperationError) -> AutoSaveError:
-        error = AutoSaveError(
-            f"{len(self._records)} automatic write(s) could not be sent and stay queued: {exc}"
-        )
-        self.last_error = error
-        return error
+    # -- one flush, without I/O --------------------------------------------------------
 
-    def _batch(self) -> _Batch:
-        batch = _Batch()
+    def _prepare(self) -> _Flush:
+        """Encode what is queued into calls; a value that cannot be stored is dropped."""
+        flush = _Flush()
         by_table: dict[int, list[_PendingRecord]] = {}
         for record in self._records.values():
             by_table.setdefault(id(record.table), []).append(record)
         for records in by_table.values():
-            self._add_table_calls(batch, records)
-        return batch
+            self._add_units(flush, records)
+        return flush
 
-    def _add_table_calls(self, batch: _Batch, records: list[_PendingRecord]) -> None:
+    def _add_units(self, flush: _Flush, records: list[_PendingRecord]) -> None:
         table = records[0].table
-        wholes: list[Any] = []
-        updates: list[tuple[_PendingRecord, list[str | bytes]]] = []
+        wholes: list[tuple[_PendingRecord, Any]] = []
+        updates: list[tuple[_PendingRecord, Any]] = []
         for record in records:
             try:
                 if record.whole is not None:
-                    pk, values = table.encode_whole(record.whole)
+                    encoded = table.encode_whole(record.whole)
                     # The instance's primary key changed after this write was queued: its
                     # state now belongs to the newer record, queued under the new key.
-                    if pk == record.pk:
-                        wholes.append((pk, values))
+                    if encoded[0] == record.pk:
+                        wholes.append((record, encoded))
                 if record.fields:
-                    updates.append((record, table.encode_changes(record.fields)))
-            except SerializationError as exc:
-                batch.unstorable.append((record, exc))
+                    pairs, encodings = table.encode_changes(record.fields)
+                    updates.append((record, (record.pk, pairs, encodings)))
+            except (SerializationError, InvalidInputError) as exc:
+                flush.dropped.append((record, _naming(record, exc)))
                 continue
-            batch.sent.append((record, record.version))
-        batch.calls += table.write_calls(wholes, table.store.default_ttl_ms)
-        if updates:
-            start = len(batch.calls)
-            batch.calls += table.update_calls([(r.pk, pairs) for r, pairs in updates])
-            batch.updates.append((start, len(batch.calls), [record for record, _ in updates]))
+            flush.sent.append((record, record.version))
+        for kind, items in (("whole", wholes), ("fields", updates)):
+            for _, group in table.by_shard(items, _pk_of):
+                for start in range(0, len(group), _UNIT_SIZE):
+                    flush.units.append(_Unit(table, kind, list(group[start : start + _UNIT_SIZE])))
 
-    def _missing_records(self, batch: _Batch, replies: list[Any]) -> list[ScriptCall]:
-        """Whole writes for records that a field update found missing (expired, deleted)."""
-        calls: list[ScriptCall] = []
-        for start, stop, records in batch.updates:
-            missing = {pk for reply in replies[start:stop] for pk in reply}
-            if not missing:
-                continue
-            table = records[0].table
-            encoded = [table.encode_whole(r.latest) for r in records if r.pk in missing]
-            calls += table.write_calls(encoded, table.store.default_ttl_ms)
-        return calls
+    def _exchange(self, flush: _Flush) -> Exchange:
+        """Send the units; a unit refused for good is sent again record by record, so
+        that one bad record does not take the others of its call down with it."""
+        replies = yield [unit.call for unit in flush.units]
+        retry: list[_Unit] = []
+        for unit, reply in zip(flush.units, replies):
+            if len(unit.records) > 1 and _is_permanent(reply):
+                retry += unit.split()
+            else:
+                self._account(flush, unit, reply)
+        # A call can fail for good before anything is sent (all calls then share one
+        # error): each record goes alone then, in a round trip of its own.
+        shared = len({id(reply) for reply in replies}) == 1 and len(replies) > 1
+        batches = [[unit] for unit in retry] if shared else [retry] if retry else []
+        for units in batches:
+            replies = yield [unit.call for unit in units]
+            for unit, reply in zip(units, replies):
+                self._account(flush, unit, reply)
 
-    def _settle(self, batch: _Batch) -> None:
-        for record, version in batch.sent:
+    def _account(self, flush: _Flush, unit: _Unit, reply: Any) -> None:
+        if not isinstance(reply, BaseException):
+            _log_missing(unit, reply)
+        elif _is_transient(reply):
+            flush.transient = _as_operation_error(reply)
+            flush.kept += [record for record, _ in unit.records]
+        else:
+            flush.dropped += [(record, _naming(record, reply)) for record, _ in unit.records]
+
+    def _settle(self, flush: _Flush) -> AutoSaveError | None:
+        """Take what was delivered or dropped off the queue; the error of what stays."""
+        kept = {id(record) for record in flush.kept}
+        for record, version in flush.sent:
             key = (id(record.table), record.pk)
-            if self._records.get(key) is record and record.version == version:
+            current = self._records.get(key) is record and record.version == version
+            if id(record) not in kept and current:
                 del self._records[key]  # else it changed while in flight: send it again
-        self.last_error = None
-        if batch.unstorable:
-            for record, _ in batch.unstorable:
-                self._records.pop((id(record.table), record.pk), None)
-            raise batch.unstorable[0][1]
+        for record, error in flush.dropped:
+            self._records.pop((id(record.table), record.pk), None)
+            logger.warning(
+                "dropped the automatic write of %s: %s; it could never succeed",
+                record.describe(),
+                _safe_reason(error),
+            )
+            self._failures.append(error)
+        if flush.transient is None:
+            if self.last_error is not None and flush.sent:
+                logger.info("queued automatic writes sent after an earlier failure")
+            self.last_error = None
+            return None
+        error = AutoSaveError(
+            f"{len(self._records)} automatic write(s) could not be sent and stay "
+            f"queued: {flush.transient}"
+        )
+        error.__cause__ = flush.transient.__cause__
+        self.last_error = error
+        logger.warning(
+            "automatic writes of %d record(s) kept queued for a retry: %s",
+            len(flush.kept),
+            flush.transient,
+        )
+        return error
+
+    def _raise_failures(self, transient: AutoSaveError | None) -> None:
+        """Raise a dropped write's error (once), else the error of writes still queued."""
+        if self._failures:
+            failures, self._failures = self._failures, []
+            first = failures[0]
+            if len(failures) > 1:
+                more = f" (and {len(failures) - 1} more automatic write(s) dropped: see the log)"
+                first.args = (f"{first}{more}",)
+            raise first
+        if transient is not None:
+            raise transient
+
+
+# Records per call of a flush: the write scripts' own bound.
+_UNIT_SIZE = 250
+
+
+def _pk_of(item: tuple[_PendingRecord, Any]) -> str:
+    return item[0].pk
+
+
+def _table_of(model: type[Any]) -> ModelTable[Any]:
+    from ._model import _table_of as table_of
+
+    return table_of(model)
+
+
+def _next_calls(exchange: Exchange, replies: list[Any]) -> list[ScriptCall] | None:
+    try:
+        return exchange.send(replies)
+    except StopIteration:
+        return None
+
+
+def _is_permanent(reply: Any) -> bool:
+    return isinstance(reply, BaseException) and not _is_transient(reply)
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Whether a write that failed with `error` may succeed if sent again later."""
+    cause = error.__cause__ if isinstance(error, RedisOperationError) else error
+    if isinstance(cause, _TRANSIENT_ERRORS):
+        return True
+    return isinstance(cause, ResponseError) and str(cause).startswith(_TRANSIENT_REPLIES)
+
+
+def _as_operation_error(error: BaseException) -> RedisOperationError:
+    if isinstance(error, RedisOperationError):
+        return error
+    wrapped = RedisOperationError(f"Redis failed: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _naming(record: _PendingRecord, error: BaseException) -> PydanticAioredisError:
+    """The error of a dropped write, saying which record it was."""
+    where = f"automatic write of {record.describe()} dropped: "
+    named: PydanticAioredisError
+    if isinstance(error, SerializationError):
+        named = SerializationError(where + str(error))
+    else:
+        named = RedisOperationError(where + str(error))
+    named.__cause__ = error
+    return named
+
+
+def _safe_reason(error: PydanticAioredisError) -> str:
+    # Serialization messages may quote the value (pydantic's do): log only the kind.
+    cause = error.__cause__
+    if isinstance(cause, SerializationError | InvalidInputError):
+        return f"{type(cause).__name__} (a value that cannot be stored)"
+    return str(cause)
+
+
+def _log_missing(unit: _Unit, reply: Any) -> None:
+    if unit.kind == "fields" and reply:
+        for pk in reply:
+            logger.info(
+                "automatic field update of %s %r not applied: the record is gone",
+                unit.table.model.__name__,
+                pk,
+            )
+
+
+def _sent_sync(client: SyncClient, calls: list[ScriptCall]) -> list[Any]:
+    try:
+        return run_calls_sync(client, calls, False)
+    except RedisOperationError as exc:
+        return [exc] * len(calls)
