@@ -138,7 +138,9 @@ async def test_a_reserved_key_is_422(api: httpx.AsyncClient) -> None:
     response = await api.post("/book/", json={**HOBBIT, "title": "__index"})
     assert response.status_code == 422
     assert "reserved" in response.json()["detail"][0]["msg"]
-    assert (await api.get("/book/__index")).status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "title"]
+    read = await api.get("/book/__index")
+    assert (read.status_code, read.json()["detail"][0]["loc"]) == (422, ["path", "title"])
 
 
 async def test_create_get_and_conflict(api: httpx.AsyncClient) -> None:
@@ -239,6 +241,20 @@ async def test_routes_can_be_switched_off(store: Store) -> None:
     paths = app.openapi()["paths"]
     assert set(paths["/books/"]) == {"get"}
     assert set(paths["/books/{title}"]) == {"get", "put"}
+
+
+async def test_a_route_class_of_yours_is_kept(store: Store) -> None:
+    from fastapi.routing import APIRoute
+
+    class TimedRoute(APIRoute):
+        pass
+
+    router = CRUDRouter(Book, route_class=TimedRoute)
+    assert all(isinstance(route, TimedRoute) for route in router.routes)
+    app = FastAPI()
+    app.include_router(router)
+    async with _client(app) as api:
+        assert (await api.post("/book/", json={"title": "x"})).status_code == 422
 
 
 def test_a_router_needs_a_registered_model() -> None:

@@ -15,10 +15,13 @@ never from a dump: a dump would add computed fields and leave out `exclude=True`
 and `extra="forbid"` or a required excluded field would refuse it.
 """
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from starlette.convertors import Convertor, register_url_convertor
@@ -31,6 +34,7 @@ __all__ = [
     "check_key",
     "input_model",
     "patched_record",
+    "printable_route",
     "replace_model",
     "replaced_record",
     "unprocessable",
@@ -38,6 +42,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=Model)
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 # Starlette renamed the constant (..._ENTITY -> ..._CONTENT); the number works everywhere.
 UNPROCESSABLE = 422
@@ -146,7 +151,7 @@ def check_key(body: BaseModel, pk_field: str, pk: Any) -> None:
     if pk_field in body.model_fields_set and getattr(body, pk_field) != pk:
         info = type(body).model_fields[pk_field]
         message = f"the key is {pk!r}, as the path says; the body cannot change it"
-        raise unprocessable(info.alias or pk_field, message)
+        raise unprocessable(["body", info.alias or pk_field], message)
 
 
 def replaced_record(model: type[M], body: BaseModel, fixed: dict[str, Any]) -> M:
@@ -163,8 +168,7 @@ def patched_record(
     (those sent, but the `fixed` ones: the key and the version)."""
     changes = {name: getattr(body, name) for name in body.model_fields_set if name not in fixed}
     values = {name: getattr(stored, name) for name in type(stored).model_fields}
-    extra = stored.__pydantic_extra__ or {}
-    return validate_record(model, {**extra, **values, **changes, **fixed}), list(changes)
+    return validate_record(model, {**values, **changes, **fixed}), list(changes)
 
 
 def validate_record(model: type[M], data: dict[str, Any]) -> M:
@@ -180,9 +184,41 @@ def validate_record(model: type[M], data: dict[str, Any]) -> M:
         raise HTTPException(UNPROCESSABLE, jsonable_encoder(errors)) from None
 
 
-def unprocessable(field: str, message: str) -> HTTPException:
-    """A 422 about one field of the body, shaped as FastAPI's own validation errors."""
-    return HTTPException(
-        UNPROCESSABLE,
-        [{"type": "value_error", "loc": ["body", field], "msg": message}],
-    )
+def unprocessable(loc: list[str], message: str) -> HTTPException:
+    """A 422 about one part of the request (`["body", "title"]`), shaped as FastAPI's own
+    validation errors."""
+    return HTTPException(UNPROCESSABLE, [{"type": "value_error", "loc": loc, "msg": message}])
+
+
+def printable_route(route_class: type[APIRoute]) -> type[APIRoute]:
+    """`route_class`, with validation errors that can always be written as JSON.
+
+    Pydantic's errors carry the input, and JSON text may hold a lone UTF-16 surrogate
+    (`"\\ud800"`), which FastAPI's handler cannot encode as UTF-8: the client got a 500
+    for a bad request. Such text is escaped in the errors before the handler sees them.
+    """
+
+    class PrintableErrorsRoute(route_class):  # type: ignore[valid-type, misc]
+        def get_route_handler(self) -> Handler:
+            handle: Handler = super().get_route_handler()
+
+            async def handle_printably(request: Request) -> Response:
+                try:
+                    return await handle(request)
+                except RequestValidationError as exc:
+                    errors, body = _printable(exc.errors()), _printable(exc.body)
+                    raise RequestValidationError(errors, body=body) from None
+
+            return handle_printably
+
+    return PrintableErrorsRoute
+
+
+def _printable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_printable(item) for item in value)
+    return value

@@ -44,6 +44,7 @@ class MissingExtraError(ConfigurationError, ModuleNotFoundError):
 try:
     from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
     from fastapi.responses import JSONResponse
+    from fastapi.routing import APIRoute
     from pydantic import BaseModel
 
     from ._crud_input import (
@@ -52,6 +53,7 @@ try:
         check_key,
         input_model,
         patched_record,
+        printable_route,
         replace_model,
         replaced_record,
         unprocessable,
@@ -193,11 +195,13 @@ class CRUDRouter(APIRouter):
         super().__init__(
             prefix=f"/{table_name}" if prefix is None else prefix,
             tags=list(tags) if tags is not None else [model.__name__],
+            route_class=printable_route(options.pop("route_class", APIRoute)),
             **options,
         )
         self.model = model
         self.pk_field = table.pk_field
         self.pk_type = model.model_fields[self.pk_field].annotation
+        self.pk_alias = model.model_fields[self.pk_field].alias or self.pk_field
         version_field = model._version_field
         self.versions = RecordVersions(model, version_field) if version_field else None
         self.default_limit = min(default_limit, max_limit)
@@ -222,15 +226,21 @@ class CRUDRouter(APIRouter):
         for path, methods in self._methods.items():
             self._add_method_not_allowed(path, methods)
 
-    def _route(self, path: str, endpoint: Callable[..., Any], method: str, **options: Any) -> None:
-        """Add a route whose bad-input errors from the library become 422 responses."""
+    def _route(
+        self, path: str, endpoint: Callable[..., Any], method: str, key_in: str, **options: Any
+    ) -> None:
+        """Add a route whose bad-input errors from the library become 422 responses: a key
+        it refuses, in the path or the body (`key_in`), or a value it cannot store."""
+        key_name = self.pk_field if key_in == "path" else self.pk_alias
 
         @functools.wraps(endpoint)
         async def route(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await endpoint(*args, **kwargs)
-            except (InvalidInputError, SerializationError) as exc:
-                raise unprocessable(self.pk_field, str(exc)) from None
+            except InvalidInputError as exc:
+                raise unprocessable([key_in, key_name], str(exc)) from None
+            except SerializationError as exc:  # it names the field
+                raise unprocessable(["body"], str(exc)) from None
 
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
@@ -247,7 +257,7 @@ class CRUDRouter(APIRouter):
         responses = {404: {"description": f"No such {self.model.__name__}"}}
         responses.update(options.pop("responses", {}))
         path = f"/{{{self.pk_field}:{KEY_CONVERTOR}}}"
-        self._route(path, endpoint, method, summary=summary, responses=responses, **options)
+        self._route(path, endpoint, method, "path", summary=summary, responses=responses, **options)
 
     def _versioned_responses(
         self, status_code: int, checked: bool
@@ -305,6 +315,7 @@ class CRUDRouter(APIRouter):
             "/",
             list_records,
             "GET",
+            "body",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
         )
@@ -357,6 +368,7 @@ class CRUDRouter(APIRouter):
             "/",
             create_record,
             "POST",
+            "body",
             response_model=model,
             status_code=status.HTTP_201_CREATED,
             responses={**responses, **self._versioned_responses(201, checked=False)},
@@ -482,6 +494,7 @@ class CRUDRouter(APIRouter):
             "/",
             delete_all_records,
             "DELETE",
+            "body",
             response_model=Deleted,
             summary=f"Delete every {model.__name__}",
         )
