@@ -1,4 +1,5 @@
-"""A FastAPI app serving Book records: `uvicorn examples.fastapi_app:app`.
+"""A FastAPI app serving Book records, and Stock records whose writes check their version:
+`uvicorn examples.fastapi_app:app`.
 
 It keeps its data in REDIS_URL (e.g. redis://localhost:6379/5) when that is set, and in the
 embedded in-memory backend otherwise.
@@ -29,6 +30,19 @@ store = Store(
 store.register_model(Book)
 
 
+class Stock(FastAPIModel):
+    """Copies in stock: two clerks may change it at once, so writes check its version."""
+
+    _primary_key_field: str = "title"
+    _version_field: str = "version"
+    title: str
+    copies: int = 0
+    version: int = 0
+
+
+store.register_model(Stock)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
@@ -38,6 +52,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title="Books", lifespan=lifespan)
 # GET/POST /book/, GET/PUT/PATCH/DELETE /book/{title}
 app.include_router(CRUDRouter(Book, max_limit=100))
+# The same for /stock/; PUT and PATCH take If-Match (the ETag of GET) or the version.
+app.include_router(CRUDRouter(Stock, max_limit=100))
 
 
 @app.get("/authors/{title}", responses={404: {"description": "No such book"}})

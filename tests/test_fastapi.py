@@ -3,7 +3,9 @@ end to end (the example app under uvicorn, driven over HTTP, and checked by sche
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import field_validator
 
-from pydantic_aioredis import RedisConfig, Store
+from pydantic_aioredis import PydanticAioredisError, RedisConfig, Store
 from pydantic_aioredis.ext.fastapi import CRUDRouter, FastAPIModel
 from tests.servers import free_port
 
@@ -46,13 +48,9 @@ HOBBIT = {
 }
 
 
-@pytest.fixture(params=["redis", "cluster"])
-async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
-    """The API's store: on the test Redis, then on the test cluster."""
-    if request.param == "cluster":
-        config: RedisConfig = request.getfixturevalue("cluster_config")
-    else:
-        config = RedisConfig.from_url(redis_url)
+@pytest.fixture
+async def store(config: RedisConfig) -> AsyncIterator[Store]:
+    """The API's store: on the test Redis, the embedded backend and the test cluster."""
     store = Store(name="api", redis_config=config)
     store.register_model(Book)
     yield store
@@ -85,6 +83,48 @@ async def test_select_or_404(store: Store) -> None:
         await Book.select_or_404(ids=["missing"], custom_exception=KeyError("custom"))
 
 
+def test_select_or_404_is_typed_for_a_users_mypy_strict(tmp_path: Path) -> None:
+    checks = tmp_path / "typed_select_or_404.py"
+    checks.write_text(
+        "from typing import Any\n"
+        "from typing_extensions import assert_type\n"
+        "from pydantic_aioredis.ext.fastapi import FastAPIModel\n"
+        "class Book(FastAPIModel):\n"
+        "    _primary_key_field: str = 'title'\n"
+        "    title: str\n"
+        "async def check() -> None:\n"
+        "    assert_type(await Book.select_or_404(), list[Book])\n"
+        "    assert_type(await Book.select_or_404(ids=['x'], limit=2), list[Book])\n"
+        "    assert_type(await Book.select_or_404(['title']), list[dict[str, Any]])\n"
+        "    assert_type(await Book.select_or_404(columns=['title']), list[dict[str, Any]])\n"
+    )
+    page = (ROOT / "docs" / "fastapi.md").read_text()
+    programs = re.findall(r"^```python\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    assert len(programs) == 2
+    for number, program in enumerate(programs):  # the programs of docs/fastapi.md
+        (tmp_path / f"fastapi_page_{number}.py").write_text(program)
+    example = ROOT / "examples" / "fastapi_app.py"
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--no-error-summary"]
+    # In a directory of its own: the user's mypy, without this project's settings.
+    files = [str(checks), *(str(p) for p in tmp_path.glob("fastapi_page_*.py")), str(example)]
+    result = subprocess.run([*command, *files],
+                            cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_the_extra_the_import_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "pydantic_aioredis.ext.fastapi")
+    with pytest.raises(ImportError) as caught:
+        importlib.import_module("pydantic_aioredis.ext.fastapi")
+    assert "pip install 'pydantic-aioredis[fastapi]'" in str(caught.value)
+    assert isinstance(caught.value, ModuleNotFoundError)
+    assert isinstance(caught.value, PydanticAioredisError)
+    assert caught.value.name == "fastapi"
+
+
 # -- every route and status code ------------------------------------------------------------
 
 
@@ -98,7 +138,9 @@ async def test_a_reserved_key_is_422(api: httpx.AsyncClient) -> None:
     response = await api.post("/book/", json={**HOBBIT, "title": "__index"})
     assert response.status_code == 422
     assert "reserved" in response.json()["detail"][0]["msg"]
-    assert (await api.get("/book/__index")).status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "title"]
+    read = await api.get("/book/__index")
+    assert (read.status_code, read.json()["detail"][0]["loc"]) == (422, ["path", "title"])
 
 
 async def test_create_get_and_conflict(api: httpx.AsyncClient) -> None:
@@ -201,6 +243,20 @@ async def test_routes_can_be_switched_off(store: Store) -> None:
     assert set(paths["/books/{title}"]) == {"get", "put"}
 
 
+async def test_a_route_class_of_yours_is_kept(store: Store) -> None:
+    from fastapi.routing import APIRoute
+
+    class TimedRoute(APIRoute):
+        pass
+
+    router = CRUDRouter(Book, route_class=TimedRoute)
+    assert all(isinstance(route, TimedRoute) for route in router.routes)
+    app = FastAPI()
+    app.include_router(router)
+    async with _client(app) as api:
+        assert (await api.post("/book/", json={"title": "x"})).status_code == 422
+
+
 def test_a_router_needs_a_registered_model() -> None:
     from pydantic_aioredis import NotRegisteredError
 
@@ -220,8 +276,8 @@ async def test_openapi_document(store: Store) -> None:
     assert set(paths["/book/"]) == {"get", "post", "delete"}
     assert set(paths["/book/{title}"]) == {"get", "put", "patch", "delete"}
     assert set(paths["/book/"]["post"]["responses"]) == {"201", "400", "409", "422"}
-    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "422"}
-    assert set(paths["/book/{title}"]["patch"]["responses"]) == {"200", "400", "404", "422"}
+    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "412", "422"}
+    assert set(paths["/book/{title}"]["patch"]["responses"]) == {"200", "400", "404", "412", "422"}
     listed = paths["/book/"]["get"]
     limit = next(p for p in listed["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
@@ -229,9 +285,10 @@ async def test_openapi_document(store: Store) -> None:
     assert set(schemas["Book"]["properties"]) == {"title", "author", "published_on", "copies"}
     assert schemas["BookIn"]["properties"]["title"]["minLength"] == 1
     for body in ("BookReplace", "BookUpdate"):
-        assert "title" not in schemas[body]["properties"]
+        assert set(schemas[body]["properties"]) == {"title", "author", "published_on", "copies"}
         assert schemas[body]["additionalProperties"] is False
-    assert set(schemas["BookReplace"]["required"]) == {"author"}
+    assert set(schemas["BookReplace"]["required"]) == {"author"}  # the key is optional
+    assert schemas["BookReplace"]["properties"]["title"]["readOnly"] is True
     assert "required" not in schemas["BookUpdate"]
 
 
@@ -284,6 +341,24 @@ def test_example_app_end_to_end(example_app: str) -> None:
         assert [b["title"] for b in http.get("/book/").json()] == ["The Hobbit"]
         assert http.delete("/book/The Hobbit").status_code == 204
         assert http.get("/book/").json() == []
+        assert http.post("/book/", json={**HOBBIT, "title": "Vol. 1/2"}).status_code == 201
+        assert http.get("/book/Vol. 1/2").json()["title"] == "Vol. 1/2"
+        assert http.delete("/book/Vol. 1%2F2").status_code == 204
+
+
+def test_example_app_checks_versions_end_to_end(example_app: str) -> None:
+    with httpx.Client(base_url=example_app, timeout=10) as http:
+        created = http.post("/stock/", json={"title": "Dune", "copies": 3})
+        assert (created.status_code, created.headers["ETag"]) == (201, '"1"')
+        read = http.get("/stock/Dune")
+        mine = {"If-Match": read.headers["ETag"]}
+        changed = http.patch("/stock/Dune", json={"copies": 2}, headers=mine)
+        assert (changed.json()["copies"], changed.headers["ETag"]) == (2, '"2"')
+        assert http.patch("/stock/Dune", json={"copies": 9}, headers=mine).status_code == 412
+        assert http.patch("/stock/Dune", json={"copies": 9}).status_code == 428
+        assert http.put("/stock/Dune", json={"copies": 9, "version": 1}).status_code == 409
+        replaced = http.put("/stock/Dune", json={"copies": 0, "version": 2})
+        assert (replaced.status_code, replaced.json()["version"]) == (200, 3)
 
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

@@ -1,6 +1,7 @@
 """FastAPI integration: `FastAPIModel.select_or_404` and a CRUD router for a model.
 
-Install with the `fastapi` extra: `pip install "pydantic-aioredis[fastapi]"`.
+Install with the `fastapi` extra: `pip install "pydantic-aioredis[fastapi]"`. Without it,
+importing this module raises `MissingExtraError`, a `ModuleNotFoundError` that says so.
 
 Example:
     ```python
@@ -25,26 +26,76 @@ Example:
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, overload
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StringConstraints, ValidationError, create_model
+from typing_extensions import Self
 
-from .._exceptions import InvalidInputError, SerializationError
+from .._exceptions import ConfigurationError, InvalidInputError, SerializationError
 from .._model import Model, _table_of
 
+
+class MissingExtraError(ConfigurationError, ModuleNotFoundError):
+    """FastAPI is not installed: `pip install 'pydantic-aioredis[fastapi]'`.
+
+    A `ModuleNotFoundError` (so an `ImportError`), and a `ConfigurationError` of the library.
+    """
+
+
+try:
+    from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
+    from fastapi.responses import JSONResponse
+    from fastapi.routing import APIRoute
+    from pydantic import BaseModel
+
+    from ._crud_input import (
+        KEY_CONVERTOR,
+        as_model,
+        check_key,
+        input_model,
+        patched_record,
+        printable_route,
+        replace_model,
+        replaced_record,
+        unprocessable,
+        update_model,
+    )
+    from ._crud_versions import IF_MATCH_FAILS, RecordVersions, check_unversioned
+except ModuleNotFoundError as exc:
+    if (exc.name or "").partition(".")[0] not in ("fastapi", "starlette"):
+        raise
+    missing = MissingExtraError(
+        "pydantic_aioredis.ext.fastapi needs FastAPI: pip install 'pydantic-aioredis[fastapi]'"
+    )
+    missing.name = exc.name
+    raise missing from exc
+
 __all__ = ["CRUDRouter", "FastAPIModel"]
-
-# Starlette renamed the constant (..._ENTITY -> ..._CONTENT); the number works everywhere.
-_UNPROCESSABLE = 422
-
-M = TypeVar("M", bound=Model)
 
 
 class FastAPIModel(Model):
     """A `Model` with `select_or_404`, for FastAPI endpoints."""
+
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: None = None,
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[Self]: ...
+
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: Sequence[str],
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
 
     @classmethod
     async def select_or_404(
@@ -54,21 +105,28 @@ class FastAPIModel(Model):
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
-    ) -> list[Any]:
+    ) -> list[Self] | list[dict[str, Any]]:
         """Like `select`, but raise a 404 `HTTPException` ("Book not found") when nothing
         matches, instead of returning None.
 
         Args:
-            columns: As for `select`.
+            columns: As for `select`: dicts with only these fields instead of instances.
             ids: As for `select`.
             custom_exception: An exception to raise instead of the 404.
             skip: As for `select`.
             limit: As for `select`.
+
+        Returns:
+            The instances found (dicts with `columns`), never an empty list.
         """
-        found = await cls.select(columns, ids, skip, limit)
+        found: list[Self] | list[dict[str, Any]] | None
+        if columns is None:
+            found = await cls.select(None, ids, skip, limit)
+        else:
+            found = await cls.select(columns, ids, skip, limit)
         if found is None:
             raise custom_exception or HTTPException(
-                status_code=status.HTTP_404_NOT_FOUND, detail=f"{cls.__name__} not found"
+                status.HTTP_404_NOT_FOUND, f"{cls.__name__} not found"
             )
         return found
 
@@ -82,18 +140,26 @@ class Deleted(BaseModel):
 class CRUDRouter(APIRouter):
     """Routes that create, read, update and delete the records of a registered model.
 
-    | route                  | does                                   | status codes    |
-    | ---------------------- | -------------------------------------- | --------------- |
-    | `GET {prefix}/`        | a page (`skip`, `limit` ≤ `max_limit`) | 200             |
-    | `GET {prefix}/{pk}`    | one record                             | 200, 404        |
-    | `POST {prefix}/`       | create                                 | 201, 409        |
-    | `PUT {prefix}/{pk}`    | replace (the body has no key field)    | 200, 404, 422   |
-    | `PATCH {prefix}/{pk}`  | change some fields                     | 200, 404, 422   |
-    | `DELETE {prefix}/{pk}` | delete one                             | 204, 404        |
-    | `DELETE {prefix}/`     | delete all (off unless asked for)      | 200             |
+    | route                  | does                              | status codes                  |
+    | ---------------------- | --------------------------------- | ----------------------------- |
+    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`)    | 200, 422                      |
+    | `GET {prefix}/{pk}`    | one record                        | 200, 404                      |
+    | `POST {prefix}/`       | create                            | 201, 409, 422                 |
+    | `PUT {prefix}/{pk}`    | replace                           | 200, 404, 412, 422 (409, 428) |
+    | `PATCH {prefix}/{pk}`  | change some fields                | 200, 404, 412, 422 (409, 428) |
+    | `DELETE {prefix}/{pk}` | delete one                        | 204, 404, 412                 |
+    | `DELETE {prefix}/`     | delete all (off unless asked for) | 200                           |
 
     Request bodies are validated by pydantic (422 with its details). The primary key is
-    taken from the path: PUT and PATCH bodies have no key field, so it cannot be changed.
+    taken from the path, which holds the rest of the URL (`/book/a/b` is the record `a/b`):
+    a key in a PUT or PATCH body must be the same, so it cannot be changed.
+
+    For a model with a `_version_field`, GET, POST, PUT and PATCH answer the record's
+    version as an `ETag`; PUT and PATCH write only if the version they name (in an
+    `If-Match` header, or in the body) is the stored one, and move the record to the next
+    version atomically: 412 for a failed If-Match, 409 for a stale version in the body,
+    428 when neither is sent. Records of other models have no ETag: PUT, PATCH and DELETE
+    refuse an If-Match other than `*` (412). See docs/fastapi.md.
 
     Args:
         model: A model registered with a store.
@@ -129,16 +195,20 @@ class CRUDRouter(APIRouter):
         super().__init__(
             prefix=f"/{table_name}" if prefix is None else prefix,
             tags=list(tags) if tags is not None else [model.__name__],
+            route_class=printable_route(options.pop("route_class", APIRoute)),
             **options,
         )
         self.model = model
         self.pk_field = table.pk_field
         self.pk_type = model.model_fields[self.pk_field].annotation
+        self.pk_alias = model.model_fields[self.pk_field].alias or self.pk_field
+        version_field = model._version_field
+        self.versions = RecordVersions(model, version_field) if version_field else None
         self.default_limit = min(default_limit, max_limit)
         self.max_limit = max_limit
-        self.replace_model = _body_model(model, self.pk_field, "Replace", partial=False)
-        self.update_model = _body_model(model, self.pk_field, "Update", partial=True)
-        self.input_model = _input_model(model, self.pk_field)
+        self.replace_model = replace_model(model, self.pk_field, version_field)
+        self.update_model = update_model(model, self.pk_field)
+        self.input_model = input_model(model, self.pk_field)
         self._methods: dict[str, list[str]] = {}
         # Item routes first: Starlette's route patterns end in `$`, which also matches
         # before a final newline, so `/book/%0A` must meet `/book/{title}` before `/book/`.
@@ -156,15 +226,21 @@ class CRUDRouter(APIRouter):
         for path, methods in self._methods.items():
             self._add_method_not_allowed(path, methods)
 
-    def _route(self, path: str, endpoint: Callable[..., Any], method: str, **options: Any) -> None:
-        """Add a route whose bad-input errors from the library become 422 responses."""
+    def _route(
+        self, path: str, endpoint: Callable[..., Any], method: str, key_in: str, **options: Any
+    ) -> None:
+        """Add a route whose bad-input errors from the library become 422 responses: a key
+        it refuses, in the path or the body (`key_in`), or a value it cannot store."""
+        key_name = self.pk_field if key_in == "path" else self.pk_alias
 
         @functools.wraps(endpoint)
         async def route(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await endpoint(*args, **kwargs)
-            except (InvalidInputError, SerializationError) as exc:
-                raise _unprocessable(self.pk_field, str(exc)) from None
+            except InvalidInputError as exc:
+                raise unprocessable([key_in, key_name], str(exc)) from None
+            except SerializationError as exc:  # it names the field
+                raise unprocessable(["body"], str(exc)) from None
 
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
@@ -178,9 +254,19 @@ class CRUDRouter(APIRouter):
     ) -> None:
         """A route on one record, `{prefix}/{pk}`: 404 when there is no such record."""
         options.setdefault("response_model", self.model)
-        missing = {404: {"description": f"No such {self.model.__name__}"}}
-        self._route(f"/{{{self.pk_field}}}", endpoint, method, summary=summary,
-                    responses=missing, **options)  # fmt: skip
+        responses = {404: {"description": f"No such {self.model.__name__}"}}
+        responses.update(options.pop("responses", {}))
+        path = f"/{{{self.pk_field}:{KEY_CONVERTOR}}}"
+        self._route(path, endpoint, method, "path", summary=summary, responses=responses, **options)
+
+    def _versioned_responses(
+        self, status_code: int, checked: bool
+    ) -> dict[int | str, dict[str, Any]]:
+        """The ETag of the record answered with `status_code`, and the answers of the
+        version checks where the route makes them (412 for If-Match on any model)."""
+        if self.versions:
+            return self.versions.responses(status_code, checked)
+        return dict(IF_MATCH_FAILS) if checked else {}
 
     def _add_method_not_allowed(self, path: str, methods: list[str]) -> None:
         # Starlette answers 405 with the methods of the first route on the path only; one
@@ -208,6 +294,14 @@ class CRUDRouter(APIRouter):
         is_text = isinstance(self.pk_type, type) and issubclass(self.pk_type, str)
         return Annotated[self.pk_type, Path(alias=self.pk_field, min_length=1 if is_text else None)]
 
+    @property
+    def _if_match(self) -> Any:
+        if self.versions:
+            about = 'The ETag that GET answered ("3"): only if the record is at that version'
+        else:
+            about = "These records have no ETag: only * (the record exists) can hold"
+        return Annotated[str | None, Header(alias="If-Match", description=about)]
+
     def _add_list(self) -> None:
         model = self.model
 
@@ -221,83 +315,161 @@ class CRUDRouter(APIRouter):
             "/",
             list_records,
             "GET",
+            "body",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
         )
 
+    async def _read(self, pk: Any) -> Any:
+        found = await self.model.select(ids=[pk])
+        if not found:
+            raise self._not_found()
+        return found[0]
+
     def _add_get(self) -> None:
-        model, not_found = self.model, self._not_found
+        versions = self.versions
 
-        async def get_record(pk: self._pk_path) -> Any:  # type: ignore[name-defined]
-            found = await model.select(ids=[pk])
-            if not found:
-                raise not_found()
-            return found[0]
+        async def get_record(pk: self._pk_path, response: Response) -> Any:  # type: ignore[name-defined]
+            record = await self._read(pk)
+            if versions:
+                versions.tag(record, response)
+            return record
 
-        self._item_route(get_record, "GET", f"Get one {model.__name__}")
+        self._item_route(
+            get_record,
+            "GET",
+            f"Get one {self.model.__name__}",
+            responses=self._versioned_responses(200, checked=False),
+        )
 
     def _add_create(self) -> None:
-        model = self.model
+        model, versions, body_model = self.model, self.versions, self.input_model
 
-        input_model = self.input_model
-
-        async def create_record(body: Annotated[input_model, Body()]) -> Any:  # type: ignore[valid-type]
-            record = _as_model(model, body)
+        async def create_record(
+            body: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+        ) -> Any:
+            record = as_model(model, body)
+            if versions:
+                record = versions.created(record)
             if not await _table_of(model).create(record):
                 raise HTTPException(
                     status.HTTP_409_CONFLICT,
                     f"{model.__name__} {getattr(record, self.pk_field)!r} already exists",
                 )
+            if versions:
+                versions.tag(record, response)
             return record
 
+        responses: dict[int | str, dict[str, Any]] = {
+            409: {"description": f"The {model.__name__} exists already"}
+        }
         self._route(
             "/",
             create_record,
             "POST",
+            "body",
             response_model=model,
             status_code=status.HTTP_201_CREATED,
-            responses={409: {"description": f"The {model.__name__} exists already"}},
+            responses={**responses, **self._versioned_responses(201, checked=False)},
             summary=f"Create a {model.__name__}",
         )
 
     def _add_replace(self) -> None:
-        model, pk_field, not_found = self.model, self.pk_field, self._not_found
-        replace_model = self.replace_model
+        pk_field, versions, body_model = self.pk_field, self.versions, self.replace_model
 
         async def replace_record(
             pk: self._pk_path,  # type: ignore[name-defined]
-            body: Annotated[replace_model, Body()],  # type: ignore[valid-type]
+            body: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+            if_match: self._if_match = None,  # type: ignore[name-defined]
         ) -> Any:
-            record = _validate_record(model, {**dict(body), pk_field: pk})
-            if not await _table_of(model).replace(record):
-                raise not_found()
+            check_key(body, pk_field, pk)
+            if versions is None:
+                return await self._replace(pk, body, if_match)
+            record = await self._replace_versioned(versions, pk, body, if_match)
+            versions.tag(record, response)
             return record
 
-        self._item_route(replace_record, "PUT", f"Replace a {model.__name__}")
+        self._item_route(
+            replace_record,
+            "PUT",
+            f"Replace a {self.model.__name__}",
+            responses=self._versioned_responses(200, checked=True),
+        )
+
+    async def _replace(self, pk: Any, body: BaseModel, if_match: str | None) -> Model:
+        check_unversioned(self.model, if_match)
+        record = replaced_record(self.model, body, {self.pk_field: pk})
+        if not await _table_of(self.model).replace(record):
+            raise self._not_found()
+        return record
+
+    async def _replace_versioned(
+        self, versions: RecordVersions, pk: Any, body: BaseModel, if_match: str | None
+    ) -> Model:
+        stored = await versions.stored(pk)
+        if stored is None:
+            raise self._not_found()
+        record = replaced_record(self.model, body, {self.pk_field: pk, versions.field: stored})
+        versions.check(pk, stored, if_match, versions.sent(body))
+        await versions.save(record, pk, if_match)
+        return record
 
     def _add_update(self) -> None:
-        model, not_found = self.model, self._not_found
-        update_model = self.update_model
+        pk_field, versions, body_model = self.pk_field, self.versions, self.update_model
 
         async def update_record(
             pk: self._pk_path,  # type: ignore[name-defined]
-            changes: Annotated[update_model, Body()],  # type: ignore[valid-type]
+            changes: Annotated[body_model, Body()],  # type: ignore[valid-type]
+            response: Response,
+            if_match: self._if_match = None,  # type: ignore[name-defined]
         ) -> Any:
-            found = await model.select(ids=[pk])
-            if not found:
-                raise not_found()
-            patch: dict[str, Any] = changes.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
-            updated = _validate_record(model, {**found[0].model_dump(), **patch})
-            if patch and not await _table_of(model).update_fields(updated, patch):
-                raise not_found()  # deleted meanwhile
-            return updated
+            check_key(changes, pk_field, pk)
+            if versions is None:
+                return await self._update(pk, changes, if_match)
+            record = await self._update_versioned(versions, pk, changes, if_match)
+            versions.tag(record, response)
+            return record
 
-        self._item_route(update_record, "PATCH", f"Change fields of a {model.__name__}")
+        self._item_route(
+            update_record,
+            "PATCH",
+            f"Change fields of a {self.model.__name__}",
+            responses=self._versioned_responses(200, checked=True),
+        )
+
+    async def _update(self, pk: Any, changes: BaseModel, if_match: str | None) -> Model:
+        check_unversioned(self.model, if_match)
+        stored = await self._read(pk)
+        updated, names = patched_record(self.model, stored, changes, {self.pk_field: pk})
+        if names and not await _table_of(self.model).update_fields(updated, names):
+            raise self._not_found()  # deleted meanwhile
+        return updated
+
+    async def _update_versioned(
+        self, versions: RecordVersions, pk: Any, changes: BaseModel, if_match: str | None
+    ) -> Model:
+        stored = await self._read(pk)
+        version = getattr(stored, versions.field)
+        fixed = {self.pk_field: pk, versions.field: version}
+        updated, names = patched_record(self.model, stored, changes, fixed)
+        versions.check(pk, version, if_match, versions.sent(changes))
+        if names:  # a PATCH that changes nothing writes nothing: the version stays
+            await versions.save(updated, pk, if_match)
+        return updated
 
     def _add_delete_one(self) -> None:
-        model, not_found = self.model, self._not_found
+        model, versions, not_found = self.model, self.versions, self._not_found
 
-        async def delete_record(pk: self._pk_path) -> Response:  # type: ignore[name-defined]
+        async def delete_record(
+            pk: self._pk_path,  # type: ignore[name-defined]
+            if_match: self._if_match = None,  # type: ignore[name-defined]
+        ) -> Response:
+            if versions and if_match is not None:
+                await versions.check_delete(pk, if_match)
+            elif not versions:
+                check_unversioned(model, if_match)
             if not await model.delete(ids=[pk]):
                 raise not_found()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -309,6 +481,7 @@ class CRUDRouter(APIRouter):
             response_model=None,
             status_code=status.HTTP_204_NO_CONTENT,
             response_class=Response,
+            responses=dict(IF_MATCH_FAILS),
         )
 
     def _add_delete_all(self) -> None:
@@ -321,59 +494,7 @@ class CRUDRouter(APIRouter):
             "/",
             delete_all_records,
             "DELETE",
+            "body",
             response_model=Deleted,
             summary=f"Delete every {model.__name__}",
         )
-
-
-def _input_model(model: type[Model], pk_field: str) -> type[Model]:
-    """The body of POST and PUT: the model, with a string primary key that is not empty.
-
-    The library stores records under an empty key too, but a URL cannot address one
-    (`/book/` is the collection), so the router refuses it, and its schema says so.
-    """
-    info = model.model_fields[pk_field]
-    if not (isinstance(info.annotation, type) and issubclass(info.annotation, str)):
-        return model
-    field = (Annotated[info.annotation, StringConstraints(min_length=1)], info)
-    return create_model(f"{model.__name__}In", __base__=model, **{pk_field: field})  # type: ignore[call-overload, no-any-return]
-
-
-def _as_model(model: type[M], body: Model) -> M:
-    # The body validated as `{Model}In`; the record is a plain instance of the model.
-    if isinstance(body, model) and type(body) is model:
-        return body
-    return model.model_construct(body.model_fields_set, **dict(body))  # type: ignore[return-value]
-
-
-def _body_model(model: type[Model], pk_field: str, suffix: str, partial: bool) -> type[BaseModel]:
-    """A body for PUT (every field but the primary key, as the model declares them) or
-    PATCH (the same, each one optional; null only where the model allows None).
-
-    The key comes from the path alone: in a body it is an unknown field, refused. The
-    whole record is then validated by the model itself, with its validators.
-    """
-    fields: dict[str, Any] = {
-        name: (info.annotation, None if partial else info)
-        for name, info in model.model_fields.items()
-        if name != pk_field
-    }
-    return create_model(f"{model.__name__}{suffix}", __config__={"extra": "forbid"}, **fields)
-
-
-def _validate_record(model: type[M], data: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:  # reported like FastAPI's own body errors
-        errors = [
-            {**error, "loc": ["body", *error["loc"]]}
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-        raise HTTPException(_UNPROCESSABLE, jsonable_encoder(errors)) from None
-
-
-def _unprocessable(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        _UNPROCESSABLE,
-        [{"type": "value_error", "loc": ["body", field], "msg": message}],
-    )
