@@ -546,3 +546,30 @@ async def test_text_utf8_cannot_carry_is_a_serialization_error(
     with pytest.raises(InvalidInputError, match="cannot be stored"):
         await Plain.select(ids=[text])
     assert raw.keys("*") == []
+
+
+async def test_a_dict_key_utf8_cannot_carry_is_refused_not_replaced(store: Store) -> None:
+    class Tagged(Model):
+        _primary_key_field: str = "id"
+        id: str
+        meta: dict[str, Any] = {}
+        inner: list[dict[str, int]] = []
+
+    store.register_model(Tagged)
+    for bad in (Tagged(id="t", meta={"\udc00": "x"}), Tagged(id="t", inner=[{"\ud800k": 1}])):
+        with pytest.raises(SerializationError, match=r"Tagged\.(meta|inner) cannot be stored"):
+            await Tagged.insert(bad)
+    fine = Tagged(id="t", meta={"\ufffd": "a real replacement character"})
+    await Tagged.insert(fine)
+    assert await Tagged.select() == [fine]
+
+
+async def test_an_int_too_long_for_text_is_a_serialization_error(store: Store) -> None:
+    class Huge(Model):
+        _primary_key_field: str = "id"
+        id: str
+        value: int = 0
+
+    store.register_model(Huge)
+    with pytest.raises(SerializationError, match=r"Huge\.value"):
+        await Huge.insert(Huge(id="h", value=10**5000))

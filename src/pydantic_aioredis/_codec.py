@@ -152,7 +152,9 @@ class HashCodec(Generic[M]):
         data = self._dump(instance, None)
         for name, dump in self._special.items():
             data[name] = dump(instance)
-        return [self._text(name, data[name], raw) for name, raw in zip(self.names, self._raw)]
+        return [
+            self._text(name, data[name], raw, instance) for name, raw in zip(self.names, self._raw)
+        ]
 
     def encode_fields(self, instance: M, names: Iterable[str]) -> list[str | bytes]:
         """`name, value, name, value...` for the given fields only."""
@@ -163,7 +165,7 @@ class HashCodec(Generic[M]):
             if name in wanted:
                 dump = self._special.get(name)
                 value = data[name] if dump is None else dump(instance)
-                pairs += (name, self._text(name, value, self._raw_by_name[name]))
+                pairs += (name, self._text(name, value, self._raw_by_name[name], instance))
         return pairs
 
     def snapshot(self, instance: M) -> list[str | bytes] | None:
@@ -261,7 +263,7 @@ class HashCodec(Generic[M]):
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise SerializationError(f"{self.name}.{name} cannot be serialized: {exc}") from exc
 
-    def _text(self, name: str, value: Any, raw: bool) -> str | bytes:
+    def _text(self, name: str, value: Any, raw: bool, instance: M | None = None) -> str | bytes:
         if raw:
             if type(value) is not str:
                 raise SerializationError(
@@ -272,8 +274,13 @@ class HashCodec(Generic[M]):
         else:
             try:
                 text = _json_text(value)
-            except PydanticSerializationError as exc:
-                raise SerializationError(f"{self.name}.{name}: {exc}") from exc
+            except (PydanticSerializationError, ValueError) as exc:  # ValueError: huge ints
+                raise SerializationError(f"{self.name}.{name} cannot be stored: {exc}") from exc
+            # pydantic turns a dict key it cannot encode into U+FFFD characters instead of
+            # failing: where one shows, look for text UTF-8 cannot carry in the value itself.
+            replaced = "\ufffd" in text if type(text) is str else b"\xef\xbf\xbd" in text
+            if replaced and instance is not None:
+                _check_nested_text(self.name, name, getattr(instance, name))
         if type(text) is str and not text.isascii():
             _check_utf8(self.name, name, text)
         return text
@@ -580,6 +587,22 @@ def _check_utf8(model_name: str, field: str, text: str) -> None:
             f"{model_name}.{field} cannot be stored: its text holds {text[exc.start]!r} at "
             f"position {exc.start}, which UTF-8 cannot carry ({exc.reason})"
         ) from None
+
+
+def _check_nested_text(model_name: str, field: str, value: Any, depth: int = 0) -> None:
+    """Raise SerializationError if text anywhere in `value` (keys included) is not UTF-8."""
+    if isinstance(value, str):
+        if not value.isascii():
+            _check_utf8(model_name, field, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_nested_text(model_name, field, key, depth + 1)
+            _check_nested_text(model_name, field, item, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _check_nested_text(model_name, field, item, depth + 1)
+    elif hasattr(value, "__dict__") and depth < 50:
+        _check_nested_text(model_name, field, vars(value), depth + 1)
 
 
 def _check_stored_text(model_name: str, key: str, field: str, value: str) -> None:
