@@ -218,11 +218,8 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
         return _sync_cluster_twin(client)
     kwargs = dict(client.connection_pool.connection_kwargs)
-    server = kwargs.get("server")
-    if server is not None:  # a fakeredis client
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=server, db=kwargs.get("db", 0), decode_responses=True)
+    if "server" in kwargs:  # a fakeredis client
+        return _fake_twin(kwargs)
     keep = (
         "host",
         "port",
@@ -243,6 +240,27 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     elif "path" in options:
         options["unix_socket_path"] = options.pop("path")
     return redis.Redis(decode_responses=True, **options)
+
+
+def _fake_twin(kwargs: dict[str, Any]) -> SyncClient:
+    import fakeredis
+
+    if kwargs["server"] is not None:
+        where: dict[str, Any] = {"server": kwargs["server"]}
+    else:
+        # A client made without `server=` finds its data by its address, server type
+        # and version (a random host name unless one was given): so does its twin.
+        names = ("host", "port", "version", "server_type", "lua_modules")
+        where = {name: kwargs[name] for name in names if name in kwargs}
+        if "path" in kwargs:
+            where["unix_socket_path"] = kwargs["path"]
+    twin: SyncClient = fakeredis.FakeRedis(
+        db=kwargs.get("db", 0),
+        decode_responses=True,
+        encoding=kwargs.get("encoding", "utf-8"),
+        **where,
+    )
+    return twin
 
 
 def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient:
