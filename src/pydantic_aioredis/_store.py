@@ -163,7 +163,11 @@ class Store:
 
     @property
     def redis_store(self) -> AsyncClient:
-        """The `redis.asyncio.Redis` client: the injected one, or this event loop's."""
+        """The `redis.asyncio.Redis` client: the injected one, or this event loop's.
+
+        Raises:
+            UsageError: No client was injected and no event loop is running.
+        """
         if self._injected is not None:
             return self._injected
         return self._connection()[0]
@@ -218,7 +222,10 @@ class Store:
         return await self.send(calls)
 
     async def send(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send script calls in one round trip, within the store's connection limit."""
+        """Send script calls in one round trip, within the store's connection limit.
+
+        Cancelling the caller affects this call only (see `_inflight`).
+        """
         client, in_flight = self._connection()
         # Several calls on a cluster go out as one pipeline, which redis-py sends to each
         # node in a subtask: such work must not be cut short by a cancellation.
@@ -237,7 +244,8 @@ class Store:
     async def close(self) -> None:
         """Send what is queued, then close this loop's connections.
 
-        An injected client is left open: its owner closes it.
+        Calls cancelled on a cluster whose work still runs in the background are waited
+        for first. An injected client is left open: its owner closes it.
         """
         try:
             await self.flush()
