@@ -188,6 +188,23 @@ async def test_an_injected_cluster_client_is_used_as_it_is(
     await client.aclose()
 
 
+async def test_calls_wait_for_an_injected_cluster_client_with_a_small_pool(
+    cluster_config: RedisConfig,
+) -> None:
+    # redis-py's cluster client raises MaxConnectionsError when a node's pool is used up:
+    # the store keeps no more calls in flight than the pool has connections per node.
+    client = redis.asyncio.cluster.RedisCluster(
+        host=cluster_config.host, port=cluster_config.port, max_connections=2
+    )
+    store = Store(name="injected", redis_store=client)
+    store.register_model(Book)
+    stored = books(100)
+    await asyncio.gather(*(book.save() for book in stored))
+    assert await Book.select() == stored
+    await store.close()
+    await client.aclose()
+
+
 async def test_a_cluster_node_reached_as_a_single_server_is_named(
     cluster_config: RedisConfig,
 ) -> None:
@@ -328,6 +345,12 @@ async def test_scripts_flushed_from_the_masters_are_loaded_again(
     for master in masters:
         master.script_flush()
     assert await Book.select() == books(600)
+    for master in masters:
+        master.script_flush()
+    changed = [book.model_copy(update={"author": "new"}) for book in books(30)]
+    for book in changed:  # one call at a time: each loads the script on its node
+        await book.save()
+    assert await Book.select(ids=[book.title for book in changed]) == changed
 
 
 async def test_a_master_down_fails_calls_cleanly_and_queued_writes_wait_for_it() -> None:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
 import pytest
+import redis
 from pydantic import ValidationError
 
-from pydantic_aioredis import ConfigurationError, RedisConfig, Store
+from pydantic_aioredis import ConfigurationError, PydanticAioredisError, RedisConfig, Store
+from tests.models import Book
 
 
 def test_defaults_and_the_plain_url() -> None:
@@ -70,13 +80,124 @@ def test_the_password_never_shows() -> None:
     assert str(config) == "redis://app:***@localhost:6379/0"
 
 
-def test_the_password_never_shows_in_validation_errors() -> None:
-    with pytest.raises(ValidationError) as caught:
-        RedisConfig(password=["hunter2-secret"], port=-1)  # type: ignore[arg-type]
-    assert "hunter2-secret" not in str(caught.value)
+def test_the_password_never_shows_in_errors() -> None:
+    secret = "hunter2-secret"
+    with pytest.raises(ConfigurationError) as caught:
+        RedisConfig(password=[secret], port=-1)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "invalid RedisConfig: port: Input should be greater than or equal to 0; "
+        "password: Input should be a valid string"
+    )
+    assert isinstance(caught.value.__cause__, ValidationError)
+    assert secret not in "".join(traceback.format_exception(caught.value))
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"port": 99999}, "port: Input should be less than or equal to 65535"),
+        ({"db": -1}, "db: Input should be greater than or equal to 0"),
+        ({"max_connections": 0}, "max_connections: Input should be greater than 0"),
+        ({"socket_timeout": "soon"}, "socket_timeout: Input should be a valid number"),
+        ({"ssl_cert_reqs": "maybe"}, "ssl_cert_reqs: Input should be 'required', 'optional'"),
+        ({"pasword": "x"}, "pasword: Extra inputs are not permitted"),
+        ({"cluster": True, "db": 3}, "a Redis Cluster has only database 0; db=3 cannot"),
+        ({"cluster": True, "in_memory": True}, "in-memory backend cannot be a cluster"),
+        ({"ssl_cert_reqs": "none"}, "ssl_cert_reqs: TLS settings, which need ssl=True"),
+        ({"ssl_ca_certs": "ca.crt"}, "ssl_ca_certs: TLS settings, which need ssl=True"),
+        ({"encoding": "klingon"}, "encoding: unknown text encoding 'klingon'"),
+        ({"encoding": "utf-16"}, "encoding: 'utf-16' does not keep ASCII text as it is"),
+    ],
+)
+def test_invalid_settings_are_configuration_errors_naming_them(
+    settings: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(problem)) as caught:
+        RedisConfig(**settings)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, PydanticAioredisError)
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        RedisConfig.model_validate(settings)
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        RedisConfig.model_validate_json(json.dumps(settings))
 
 
 def test_configs_are_immutable() -> None:
     config = RedisConfig()
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError, match="immutable: cannot set 'db'"):
         config.db = 3  # type: ignore[misc]
+    assert config.db == 0
+
+
+def test_query_options_of_a_url_are_settings() -> None:
+    config = RedisConfig.from_url(
+        "rediss://cache:6390?ssl_cert_reqs=none&socket_timeout=1&ssl_ca_certs=/etc/ca.crt"
+        "&db=4&retries=0&max_connections=8&encoding=latin-1&socket_connect_timeout=0.5"
+    )
+    assert config.model_dump(exclude={"password"}) == {
+        **RedisConfig().model_dump(exclude={"password"}),
+        "host": "cache",
+        "port": 6390,
+        "ssl": True,
+        "ssl_cert_reqs": "none",
+        "socket_timeout": 1.0,
+        "ssl_ca_certs": "/etc/ca.crt",
+        "db": 4,
+        "retries": 0,
+        "max_connections": 8,
+        "encoding": "latin-1",
+        "socket_connect_timeout": 0.5,
+    }
+    assert RedisConfig.from_url("redis://h/1?retries=5", retries=2).retries == 2
+
+
+async def test_a_query_option_reaches_redis(redis_url: str) -> None:
+    store = Store(name="latin", redis_config=RedisConfig.from_url(f"{redis_url}?encoding=latin-1"))
+    store.register_model(Book)
+    await Book.insert(Book(title="Café", author="Zoë"))
+    with redis.Redis.from_url(redis_url) as plain:
+        assert plain.hget("book:Café".encode("latin-1"), "author") == "Zoë".encode("latin-1")
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://h/0?decode_responses=true", "'decode_responses' is not a setting a Redis URL"),
+        ("redis://h/0?password=x", "'password' is not a setting a Redis URL's query can give"),
+        ("redis://h/0?ssl=true", "'ssl' is not a setting"),
+        ("redis://h/1?db=2", "db is given twice in the Redis URL"),
+        ("redis://h?retries=1&retries=2", "retries is given twice in the Redis URL"),
+        ("redis://h?retries", "invalid query in the Redis URL"),
+        ("redis://h?retries=often", "retries: Input should be a valid integer"),
+        ("redis://h?socket_timeout=", "socket_timeout: Input should be a valid number"),
+        ("redis://h?ssl_cert_reqs=none", "ssl_cert_reqs: TLS settings, which need ssl=True"),
+    ],
+)
+def test_query_options_that_are_not_settings_are_refused(url: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        RedisConfig.from_url(url)
+
+
+def test_a_password_is_a_str_to_a_type_checker_without_pydantics_plugin(tmp_path: Path) -> None:
+    source = tmp_path / "typed.py"
+    source.write_text(
+        "from pydantic import SecretStr\n"
+        "from typing_extensions import assert_type\n"
+        "from pydantic_aioredis import RedisConfig\n"
+        "config = RedisConfig(password='pw', port=6380)\n"
+        "RedisConfig(password=SecretStr('pw'))\n"
+        "assert_type(config.password, SecretStr | None)\n"
+        "RedisConfig(password=1234)  # type: ignore[arg-type]\n"
+        "RedisConfig(port='6380')  # type: ignore[arg-type]\n"
+    )
+    settings = tmp_path / "mypy.ini"
+    settings.write_text("[mypy]\n")  # no plugins
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental"]
+    result = subprocess.run(
+        [*command, "--config-file", str(settings), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout

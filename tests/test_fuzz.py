@@ -142,16 +142,22 @@ def test_the_store_agrees_with_a_dict(config: RedisConfig) -> None:
                     item.copies = copies
                     item.note = note
 
-            differs = (item.copies, item.note) != (copies, note)
-            if differs and title in self.junk:
+            # update() writes the fields that differ from the instance's own values when
+            # the block began: the others are left as Redis has them.
+            changes = {
+                name: value
+                for name, value in (("copies", copies), ("note", note))
+                if getattr(item, name) != value
+            }
+            if changes and title in self.junk:
                 with pytest.raises(RedisOperationError, match="WRONGTYPE"):
                     self.run(change())
-            elif differs and item.title not in self.expected:
+            elif changes and item.title not in self.expected:
                 with pytest.raises(ConflictError, match="no longer exists"):
                     self.run(change())
             else:
                 self.run(change())
-            self._changed(item, copies=copies, note=note)
+            self._changed(item, **changes)
 
         @rule(titles=st.lists(TITLES, max_size=3))
         def delete(self, titles: list[str]) -> None:
@@ -235,7 +241,7 @@ def test_the_store_agrees_with_a_dict(config: RedisConfig) -> None:
     run_state_machine_as_test(
         Machine,
         settings=settings(
-            max_examples=40,
+            max_examples=60,
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture],

@@ -35,7 +35,15 @@ from ._config import RedisConfig
 from ._exceptions import ConfigurationError, RedisOperationError
 from ._scripts import ScriptCall
 
-__all__ = ["connect_async", "connect_sync", "run_calls", "run_calls_sync", "sync_twin"]
+__all__ = [
+    "connect_async",
+    "connect_sync",
+    "is_cluster",
+    "pool_size",
+    "run_calls",
+    "run_calls_sync",
+    "sync_twin",
+]
 
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 SyncClient = redis.Redis | redis.cluster.RedisCluster
@@ -92,6 +100,15 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, (redis.asyncio.cluster.RedisCluster, redis.cluster.RedisCluster))
 
 
+def pool_size(client: AsyncClient) -> int | None:
+    """How many connections the client may open (to each node, on a cluster), if it says."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        size = client.get_connection_kwargs().get("max_connections")
+    else:
+        size = getattr(getattr(client, "connection_pool", None), "max_connections", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
 def _connection_options(config: RedisConfig) -> dict[str, Any]:
     return {
         "host": config.host,
@@ -131,7 +148,8 @@ def _pool_options(config: RedisConfig) -> dict[str, Any]:
 
 
 def _cluster_options(config: RedisConfig) -> dict[str, Any]:
-    # Per node: the store keeps at most `max_connections` calls in flight in all.
+    # Per node: the store keeps at most `max_connections` calls in flight in all, and runs
+    # each to its end (see `_inflight`), so no node needs more connections than that.
     tls = {"ssl": True} if config.ssl else {}
     return {"max_connections": config.max_connections, **tls, **_connection_options(config)}
 
@@ -215,16 +233,8 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     if isinstance(client, redis.asyncio.cluster.RedisCluster):
         return _sync_cluster_twin(client)
     kwargs = dict(client.connection_pool.connection_kwargs)
-    server = kwargs.get("server")
-    if server is not None:  # a fakeredis client
-        import fakeredis
-
-        return fakeredis.FakeRedis(
-            server=server,
-            db=kwargs.get("db", 0),
-            decode_responses=True,
-            encoding_errors=READ_ERRORS,
-        )
+    if "server" in kwargs:  # a fakeredis client
+        return _fake_twin(kwargs)
     keep = (
         "host",
         "port",
@@ -245,6 +255,28 @@ def sync_twin(client: AsyncClient) -> SyncClient:
     elif "path" in options:
         options["unix_socket_path"] = options.pop("path")
     return redis.Redis(decode_responses=True, encoding_errors=READ_ERRORS, **options)
+
+
+def _fake_twin(kwargs: dict[str, Any]) -> SyncClient:
+    import fakeredis
+
+    if kwargs["server"] is not None:
+        where: dict[str, Any] = {"server": kwargs["server"]}
+    else:
+        # A client made without `server=` finds its data by its address, server type
+        # and version (a random host name unless one was given): so does its twin.
+        names = ("host", "port", "version", "server_type", "lua_modules")
+        where = {name: kwargs[name] for name in names if name in kwargs}
+        if "path" in kwargs:
+            where["unix_socket_path"] = kwargs["path"]
+    twin: SyncClient = fakeredis.FakeRedis(
+        db=kwargs.get("db", 0),
+        decode_responses=True,
+        encoding=kwargs.get("encoding", "utf-8"),
+        encoding_errors=READ_ERRORS,
+        **where,
+    )
+    return twin
 
 
 def _sync_cluster_twin(client: redis.asyncio.cluster.RedisCluster) -> SyncClient:
@@ -296,7 +328,7 @@ async def run_calls(
         if raise_errors:
             _raise_first_error(replies)
         return replies
-    except (RedisError, RedisClusterException) as exc:
+    except Exception as exc:
         raise _failure(exc) from exc
 
 
@@ -325,7 +357,9 @@ async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
     try:
         return await client.execute_command(*call.command())
     except NoScriptError:
-        await client.script_load(call.script.source)
+        # On a cluster, on the call's node only: loading on every master would fan out
+        # to subtasks, which a cancelled call must not leave behind (see `_inflight`).
+        await client.execute_command("SCRIPT LOAD", call.script.source, **_route(client, call))
         return await client.execute_command(*call.command())
 
 
@@ -345,7 +379,7 @@ def run_calls_sync(
         if raise_errors:
             _raise_first_error(replies)
         return replies
-    except (RedisError, RedisClusterException) as exc:
+    except Exception as exc:
         raise _failure(exc) from exc
 
 
@@ -379,6 +413,8 @@ def _route(client: AsyncClient, call: ScriptCall) -> dict[str, Any]:
 
 
 def _failure(exc: Exception) -> RedisOperationError:
+    """Any error met while talking to Redis, as the library's: redis-py raises more than
+    `RedisError` (an `AttributeError` from a connection closed under a call, `OSError`s)."""
     # A cluster client follows MOVED, and our keys of one call share a slot: either reply
     # means a plain client reached a cluster node.
     if isinstance(exc, (MovedError, ClusterCrossSlotError)):
@@ -386,7 +422,15 @@ def _failure(exc: Exception) -> RedisOperationError:
             f"Redis failed: {exc}: the server is a node of a Redis Cluster; connect with "
             "RedisConfig(cluster=True) or a redis+cluster:// URL"
         )
-    return RedisOperationError(f"Redis failed: {exc}")
+    return RedisOperationError(f"Redis failed: {_describe(exc)}")
+
+
+def _describe(exc: Exception) -> str:
+    # redis-py's own errors say what happened, though some say nothing at all
+    # (MaxConnectionsError); other exceptions need their type to make sense.
+    if isinstance(exc, (RedisError, RedisClusterException)) and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _refused(replies: list[Any]) -> list[int]:

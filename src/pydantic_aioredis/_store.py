@@ -18,6 +18,7 @@ from ._connection import (
     connect_async,
     connect_sync,
     is_cluster,
+    pool_size,
     run_calls,
     sync_twin,
 )
@@ -26,7 +27,9 @@ from ._exceptions import (
     InvalidInputError,
     NotRegisteredError,
     PydanticAioredisError,
+    UsageError,
 )
+from ._inflight import CallsInFlight
 from ._scripts import ScriptCall
 from ._table import ModelTable
 from ._writes import PendingWrites
@@ -44,7 +47,8 @@ class Store:
 
     Args:
         name: A name for this store (used in messages).
-        redis_config: Where to connect; ignored when `redis_store` is given.
+        redis_config: Where to connect. With `redis_store`, only its `max_connections`
+            applies: the most calls in flight, capped at the size of the client's pool.
         redis_store: An existing `redis.asyncio.Redis` or `redis.asyncio.cluster.RedisCluster`
             client to use as it is, whether or not it decodes responses.
         life_span_in_seconds: Default TTL of every record written (None: no expiry).
@@ -90,11 +94,12 @@ class Store:
         # redis-py's asyncio connections belong to the loop that opened them, so a store
         # made from a config keeps one client per running loop (tests and scripts often
         # call asyncio.run more than once).
-        # With each client, a semaphore keeps at most `max_connections` calls in flight;
-        # the others wait their turn. (redis-py's BlockingConnectionPool does the same for
-        # about 30 us more per call, measured here.)
+        # With each client, its calls in flight: at most `max_connections` at once, the
+        # others wait their turn. (redis-py's BlockingConnectionPool would wait too, for
+        # about 30 us more per call, measured here, but would let a cancelled call free
+        # its connection before redis-py is done with it: see `_inflight`.)
         self._clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncClient, asyncio.Semaphore]
+            asyncio.AbstractEventLoop, tuple[AsyncClient, CallsInFlight]
         ] = weakref.WeakKeyDictionary()
         self._sync_client: SyncClient | None = None
         self.pending = PendingWrites(self.send, self.sync_client)
@@ -198,23 +203,33 @@ class Store:
 
     @property
     def redis_store(self) -> AsyncClient:
-        """The `redis.asyncio.Redis` client: the injected one, or this event loop's."""
+        """The `redis.asyncio.Redis` client: the injected one, or this event loop's.
+
+        Raises:
+            UsageError: No client was injected and no event loop is running.
+        """
         if self._injected is not None:
             return self._injected
         return self._connection()[0]
 
-    def _connection(self) -> tuple[AsyncClient, asyncio.Semaphore]:
+    def _connection(self) -> tuple[AsyncClient, CallsInFlight]:
         loop = asyncio._get_running_loop()
         if loop is None:
-            raise RuntimeError("Store.redis_store is only available inside a running event loop")
+            raise UsageError("Store.redis_store is only available inside a running event loop")
         connection = self._clients.get(loop)
         if connection is None:
             client = self._injected
             if client is None:
                 client = connect_async(self.redis_config)
-            limit = asyncio.Semaphore(self.redis_config.max_connections)
-            connection = self._clients[loop] = (client, limit)
+            connection = self._clients[loop] = (client, CallsInFlight(self._call_limit(client)))
         return connection
+
+    def _call_limit(self, client: AsyncClient) -> int:
+        limit = self.redis_config.max_connections
+        # An injected client's pool may be smaller: past its size, redis-py raises rather
+        # than waits, so calls wait for a slot here instead.
+        size = pool_size(client) if client is self._injected else None
+        return min(limit, size) if size is not None else limit
 
     def sync_client(self) -> SyncClient:
         """A blocking client on the same server, for writes made outside an event loop."""
@@ -257,10 +272,15 @@ class Store:
 
         With `raise_errors` False, a call's error reply takes the place of its reply
         instead of being raised (a failure of the whole round trip is still raised).
+        Cancelling the caller affects this call only (see `_inflight`).
         """
-        client, limit = self._connection()
-        async with limit:
-            replies = await run_calls(client, calls, raise_errors)
+        client, in_flight = self._connection()
+        # Several calls on a cluster go out as one pipeline, which redis-py sends to each
+        # node in a subtask: such work must not be cut short by a cancellation.
+        fans_out = self.cluster and len(calls) > 1
+        replies = await in_flight.run(
+            lambda: run_calls(client, calls, raise_errors), detach=fans_out
+        )
         return replies if self._decodes else _decoded(replies)
 
     async def flush(self) -> None:
@@ -274,18 +294,31 @@ class Store:
     async def close(self) -> None:
         """Send what is queued, then close this loop's connections.
 
-        An injected client is left open: its owner closes it.
+        Calls cancelled on a cluster whose work still runs in the background are waited
+        for first. An injected client is left open: its owner closes it.
         """
         try:
             await self.flush()
         finally:
-            loop = asyncio._get_running_loop()
-            connection = self._clients.pop(loop, None) if loop is not None else None
-            if connection is not None and connection[0] is not self._injected:
-                await connection[0].aclose()
-            if self._sync_client is not None:
-                self._sync_client.close()
-                self._sync_client = None
+            try:
+                await self._close_loop_client()
+            finally:
+                self._close_sync_client()
+
+    async def _close_loop_client(self) -> None:
+        loop = asyncio._get_running_loop()
+        connection = self._clients.pop(loop, None) if loop is not None else None
+        if connection is None:
+            return
+        client, in_flight = connection
+        await in_flight.settle()  # the work of cancelled calls still uses the client
+        if client is not self._injected:
+            await client.aclose()
+
+    def _close_sync_client(self) -> None:
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
 
     async def __aenter__(self) -> Store:
         return self
