@@ -21,7 +21,7 @@ class RedisConfig(BaseModel):
     error messages. `redis_url` is the one place it is spelled out, because a
     connection URL needs it.
 
-    Args:
+    Attributes:
         host: Server host name.
         port: Server port.
         db: Database number.

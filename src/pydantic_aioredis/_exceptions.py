@@ -43,7 +43,11 @@ class ConfigurationError(PydanticAioredisError, ValueError):
 
 
 class NotRegisteredError(ConfigurationError):
-    """A model was used with Redis before it was registered with a store."""
+    """A model was used with Redis before it was registered with a store.
+
+    Attributes:
+        model_name: The class name of the model.
+    """
 
     def __init__(self, model_name: str) -> None:
         super().__init__(
@@ -80,7 +84,13 @@ class CorruptRecordError(PydanticAioredisError):
 
 class ConflictError(PydanticAioredisError):
     """A save with optimistic concurrency found the record changed (or deleted) since the
-    instance was read: nothing was written. Select it again, reapply the change, retry."""
+    instance was read: nothing was written. Select it again, reapply the change, retry.
+
+    Attributes:
+        model_name: The model being saved.
+        key: The Redis key of the record.
+        version: The version the instance was read at (its `_version_field`).
+    """
 
     def __init__(self, model_name: str, key: str, version: int) -> None:
         super().__init__(

@@ -37,13 +37,23 @@ class Store:
     """A Redis connection and the models that keep their records in it.
 
     Args:
-        name: A name for this store (used in messages).
+        name: A label for this store, to tell stores apart when a program has several: it
+            appears in the store's `repr` and in its messages (a model not found by
+            `model()`, a write that failed at interpreter exit). It is not part of any key
+            and does not choose a server or a database: `redis_config` does that.
         redis_config: Where to connect; ignored when `redis_store` is given.
         redis_store: An existing `redis.asyncio.Redis` or `redis.asyncio.cluster.RedisCluster`
             client to use as it is, whether or not it decodes responses.
         life_span_in_seconds: Default TTL of every record written (None: no expiry).
 
     Attributes:
+        name: The `name` given.
+        redis_config: The connection settings (a default `RedisConfig()` when none was
+            given).
+        life_span_in_seconds: The default TTL of records written, in seconds, or None.
+        models: The registered models, by lower-cased class name (`{"book": Book}`);
+            `model(name)` looks one up. Register models with `register_model`, not by
+            changing this dict.
         cluster: Whether the store talks to a Redis Cluster (`RedisConfig(cluster=True)`
             or an injected `RedisCluster` client); its models then keep their keys in
             buckets (see docs/cluster.md).
@@ -178,7 +188,15 @@ class Store:
         return connection
 
     def sync_client(self) -> SyncClient:
-        """A blocking client on the same server, for writes made outside an event loop."""
+        """A blocking client on the same server, for writes made outside an event loop.
+
+        The store makes it on first use and keeps it: automatic writes outside a running
+        loop and the last flush at interpreter exit go through it. `close()` closes it.
+
+        Returns:
+            A `redis.Redis` (or `redis.cluster.RedisCluster`) client; for an injected
+            client, one made from the injected client's connection settings.
+        """
         if self._sync_client is None:
             if self._injected is not None:
                 self._sync_client = sync_twin(self._injected)
@@ -189,7 +207,18 @@ class Store:
     # -- operations ----------------------------------------------------------------------
 
     def ttl_ms(self, life_span_seconds: float | None) -> int:
-        """The TTL in milliseconds for a write (0 for none)."""
+        """The TTL in milliseconds for a write (0 for none).
+
+        Args:
+            life_span_seconds: The life span asked for by the call; None takes the store's
+                `life_span_in_seconds`.
+
+        Returns:
+            Milliseconds, at least 1 for any positive life span; 0 when there is none.
+
+        Raises:
+            ConfigurationError: The life span is not positive.
+        """
         seconds = life_span_seconds if life_span_seconds is not None else self.life_span_in_seconds
         if seconds is None:
             return 0
@@ -199,16 +228,34 @@ class Store:
 
     @property
     def default_ttl_ms(self) -> int:
+        """The TTL in milliseconds of writes that name no life span (0 for none)."""
         return self.ttl_ms(None)
 
     async def execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send queued automatic writes, then these calls, and return their replies."""
+        """Send queued automatic writes, then these calls, and return their replies.
+
+        This is the path of every model operation (it is what makes each call see the
+        automatic writes made before it). The calls are the library's own server-side
+        script calls, built by a model's table; it is not a way to send arbitrary
+        commands (use `redis_store` for that).
+
+        Raises:
+            AutoSaveError: A queued automatic write failed; these calls were not sent.
+            RedisOperationError: Redis failed.
+        """
         if self.pending:
             await self.pending.flush()
         return await self.send(calls)
 
     async def send(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send script calls in one round trip, within the store's connection limit."""
+        """Send script calls in one round trip, within the store's connection limit.
+
+        Unlike `execute`, it does not send the queued automatic writes first: the queue
+        itself sends its writes through it.
+
+        Raises:
+            RedisOperationError: Redis failed.
+        """
         client, limit = self._connection()
         async with limit:
             replies = await run_calls(client, calls)
