@@ -30,6 +30,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._store import Store
     from ._table import ModelTable
+    from ._types import Ids
 
 __all__ = ["AutoModel", "Model"]
 
@@ -302,7 +303,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -313,7 +314,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: Sequence[str],
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -323,7 +324,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: Sequence[str] | None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -333,7 +334,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         Args:
             columns: Return dicts holding only these fields (typed as the fields declare)
                 instead of model instances.
-            ids: A primary key or a list of them; records that do not exist are left out.
+            ids: A primary key or an iterable of them (a `str`, `int`, `UUID`, `date`...,
+                as the primary key field declares); records that do not exist are left out.
             skip: Records to skip, in primary-key order (ignored with `ids`).
             limit: At most this many records (ignored with `ids`).
             invalid: A list to collect the records that do not validate in: they are
@@ -356,11 +358,18 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         return found or None
 
     @classmethod
-    async def delete(cls, ids: Any = None) -> int:
+    async def delete(cls, ids: Ids | None = None) -> int:
         """Delete records by primary key (one or a list), or every record of the model.
+
+        Args:
+            ids: A primary key or an iterable of them, as for `select`; None deletes every
+                record of the model.
 
         Returns:
             How many records existed and were deleted.
+
+        Raises:
+            InvalidInputError: An id is not a valid value of the primary key field.
         """
         return await _table_of(cls).delete(ids)
 
