@@ -153,13 +153,16 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     # Declared without ClassVar so that subclasses can write them as the 1.4 documents
     # do (`_primary_key_field: str = "title"`); the metaclass keeps them class-level.
-    _primary_key_field: str | None = None
-    _redis_prefix: str | None = None
+    # The options that are None until a subclass sets them are `Any` here: a subclass that
+    # declares `_primary_key_field: str` would otherwise narrow `str | None`, which pyright
+    # refuses for a mutable attribute (its type must stay the same), in every user's model.
+    _primary_key_field: Any = None
+    _redis_prefix: Any = None
     _redis_separator: str = ":"
-    _table_name: str | None = None
+    _table_name: Any = None
     _auto_save: bool = False
     _auto_sync: bool = False
-    _version_field: str | None = None
+    _version_field: Any = None
     _cluster_buckets: int = 64
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
@@ -268,7 +271,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     @classmethod
     def get_primary_key_field(cls) -> str | None:
         """The name of the primary key field (kept from 1.4)."""
-        return cls._primary_key_field
+        name: str | None = cls._primary_key_field
+        return name
 
     @classmethod
     async def insert(

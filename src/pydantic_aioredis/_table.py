@@ -108,7 +108,7 @@ class ModelTable(Generic[M]):
         # model reads and deletes go through `_sharded`, even for a model of one bucket.
         self._declares_keys = store.cluster
         self.codec: HashCodec[M] = HashCodec(model)
-        self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
+        self.pk_field: str = model._primary_key_field
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_text = self.codec._raw[self._pk_index]
         self._fields_header = (len(self.codec.names), *self.codec.names)
