@@ -25,12 +25,13 @@ Example:
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, overload
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, StringConstraints, ValidationError, create_model
+from typing_extensions import Self
 
 from .._exceptions import InvalidInputError, SerializationError
 from .._model import Model, _table_of
@@ -46,6 +47,28 @@ M = TypeVar("M", bound=Model)
 class FastAPIModel(Model):
     """A `Model` with `select_or_404`, for FastAPI endpoints."""
 
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: None = None,
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[Self]: ...
+
+    @overload
+    @classmethod
+    async def select_or_404(
+        cls,
+        columns: Sequence[str],
+        ids: Any = None,
+        custom_exception: Exception | None = None,
+        skip: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
+
     @classmethod
     async def select_or_404(
         cls,
@@ -54,21 +77,28 @@ class FastAPIModel(Model):
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
-    ) -> list[Any]:
+    ) -> list[Self] | list[dict[str, Any]]:
         """Like `select`, but raise a 404 `HTTPException` ("Book not found") when nothing
         matches, instead of returning None.
 
         Args:
-            columns: As for `select`.
+            columns: As for `select`: dicts with only these fields instead of instances.
             ids: As for `select`.
             custom_exception: An exception to raise instead of the 404.
             skip: As for `select`.
             limit: As for `select`.
+
+        Returns:
+            The instances found (dicts with `columns`), never an empty list.
         """
-        found = await cls.select(columns, ids, skip, limit)
+        found: list[Self] | list[dict[str, Any]] | None
+        if columns is None:
+            found = await cls.select(None, ids, skip, limit)
+        else:
+            found = await cls.select(columns, ids, skip, limit)
         if found is None:
             raise custom_exception or HTTPException(
-                status_code=status.HTTP_404_NOT_FOUND, detail=f"{cls.__name__} not found"
+                status.HTTP_404_NOT_FOUND, f"{cls.__name__} not found"
             )
         return found
 
