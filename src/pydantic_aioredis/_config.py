@@ -53,7 +53,7 @@ class RedisConfig(BaseModel):
     error messages. `redis_url` is the one place it is spelled out, because a
     connection URL needs it. A config cannot be changed once made.
 
-    Args:
+    Attributes:
         host: Server host name.
         port: Server port.
         db: Database number.
@@ -124,16 +124,32 @@ class RedisConfig(BaseModel):
 
         @classmethod
         def model_validate(cls, *args: Any, **kwargs: Any) -> RedisConfig:
+            """Build a config from a mapping (or an object), as pydantic's `model_validate` does.
+
+            Raises:
+                ConfigurationError: A setting is invalid; it names the setting.
+            """
             with _configuration_errors():
                 return super().model_validate(*args, **kwargs)
 
         @classmethod
         def model_validate_json(cls, *args: Any, **kwargs: Any) -> RedisConfig:
+            """Build a config from JSON text, as pydantic's `model_validate_json` does.
+
+            Raises:
+                ConfigurationError: A setting is invalid; it names the setting.
+            """
             with _configuration_errors():
                 return super().model_validate_json(*args, **kwargs)
 
         @classmethod
         def model_validate_strings(cls, *args: Any, **kwargs: Any) -> RedisConfig:
+            """Build a config from a mapping of strings, as pydantic's `model_validate_strings`
+            does.
+
+            Raises:
+                ConfigurationError: A setting is invalid; it names the setting.
+            """
             with _configuration_errors():
                 return super().model_validate_strings(*args, **kwargs)
 

@@ -43,7 +43,11 @@ class ConfigurationError(PydanticAioredisError, ValueError):
 
 
 class NotRegisteredError(ConfigurationError):
-    """A model was used with Redis before it was registered with a store."""
+    """A model was used with Redis before it was registered with a store.
+
+    Attributes:
+        model_name: The class name of the model.
+    """
 
     def __init__(self, model_name: str) -> None:
         super().__init__(
@@ -84,6 +88,8 @@ class ConflictError(PydanticAioredisError):
     Nothing was written. Select it again, reapply the change, retry (or `save()` it).
 
     Attributes:
+        model_name: The model being written.
+        key: The Redis key of the record.
         version: The version the instance was read at; None for an unversioned model.
     """
 

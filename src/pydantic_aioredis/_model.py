@@ -34,6 +34,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._store import Store
     from ._table import ModelTable
+    from ._types import Ids
 
 __all__ = ["AutoModel", "Model"]
 
@@ -187,13 +188,16 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     # Declared without ClassVar so that subclasses can write them as the 1.4 documents
     # do (`_primary_key_field: str = "title"`); the metaclass keeps them class-level.
-    _primary_key_field: str | None = None
-    _redis_prefix: str | None = None
+    # The options that are None until a subclass sets them are `Any` here: a subclass that
+    # declares `_primary_key_field: str` would otherwise narrow `str | None`, which pyright
+    # refuses for a mutable attribute (its type must stay the same), in every user's model.
+    _primary_key_field: Any = None
+    _redis_prefix: Any = None
     _redis_separator: str = ":"
-    _table_name: str | None = None
+    _table_name: Any = None
     _auto_save: bool = False
     _auto_sync: bool = False
-    _version_field: str | None = None
+    _version_field: Any = None
     _cluster_buckets: int = 64
     _store: ClassVar[Store | None] = None
     _flag_kwargs: ClassVar[dict[str, str]]
@@ -324,7 +328,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     @classmethod
     def get_primary_key_field(cls) -> str | None:
         """The name of the primary key field (kept from 1.4)."""
-        return cls._primary_key_field
+        name: str | None = cls._primary_key_field
+        return name
 
     @classmethod
     async def insert(
@@ -359,7 +364,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -370,7 +375,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: Sequence[str],
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -380,7 +385,7 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
     async def select(
         cls,
         columns: Sequence[str] | None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
@@ -390,7 +395,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         Args:
             columns: Return dicts holding only these fields (typed as the fields declare)
                 instead of model instances.
-            ids: A primary key or a list of them, in any form the primary key's type
+            ids: A primary key or an iterable of them (a `str`, `int`, `UUID`, `date`...,
+                as the primary key field declares), in any form the primary key's type
                 accepts (validated, then written as stored); records that do not exist are
                 left out, the others come in the order asked.
             skip: Records to skip: in primary-key order, or with `ids` in the order asked.
@@ -418,11 +424,18 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         return found or None
 
     @classmethod
-    async def delete(cls, ids: Any = None) -> int:
+    async def delete(cls, ids: Ids | None = None) -> int:
         """Delete records by primary key (one or a list), or every record of the model.
+
+        Args:
+            ids: A primary key or an iterable of them, as for `select`; None deletes every
+                record of the model.
 
         Returns:
             How many records existed and were deleted.
+
+        Raises:
+            InvalidInputError: An id is not a valid value of the primary key field.
         """
         return await _table_of(cls).delete(ids)
 

@@ -46,7 +46,10 @@ class Store:
     """A Redis connection and the models that keep their records in it.
 
     Args:
-        name: A name for this store (used in messages).
+        name: A label for this store, to tell stores apart when a program has several: it
+            appears in the store's `repr` and in its messages (a model not found by
+            `model()`, a write that failed at interpreter exit). It is not part of any key
+            and does not choose a server or a database: `redis_config` does that.
         redis_config: Where to connect. With `redis_store`, only its `max_connections`
             applies: the most calls in flight, capped at the size of the client's pool.
         redis_store: An existing `redis.asyncio.Redis` or `redis.asyncio.cluster.RedisCluster`
@@ -54,6 +57,13 @@ class Store:
         life_span_in_seconds: Default TTL of every record written (None: no expiry).
 
     Attributes:
+        name: The `name` given.
+        redis_config: The connection settings (a default `RedisConfig()` when none was
+            given).
+        life_span_in_seconds: The default TTL of records written, in seconds, or None.
+        models: The registered models, by lower-cased class name (`{"book": Book}`);
+            `model(name)` looks one up. Register models with `register_model`, not by
+            changing this dict.
         cluster: Whether the store talks to a Redis Cluster (`RedisConfig(cluster=True)`
             or an injected `RedisCluster` client); its models then keep their keys in
             buckets (see docs/cluster.md).
@@ -232,7 +242,15 @@ class Store:
         return min(limit, size) if size is not None else limit
 
     def sync_client(self) -> SyncClient:
-        """A blocking client on the same server, for writes made outside an event loop."""
+        """A blocking client on the same server, for writes made outside an event loop.
+
+        The store makes it on first use and keeps it: automatic writes outside a running
+        loop and the last flush at interpreter exit go through it. `close()` closes it.
+
+        Returns:
+            A `redis.Redis` (or `redis.cluster.RedisCluster`) client; for an injected
+            client, one made from the injected client's connection settings.
+        """
         if self._sync_client is None:
             if self._injected is not None:
                 self._sync_client = sync_twin(self._injected)
@@ -245,6 +263,13 @@ class Store:
     def ttl_ms(self, life_span_seconds: float | None) -> int:
         """The TTL in milliseconds that a write sets: the call's `life_span_seconds`, else
         the store's `life_span_in_seconds`, else 0, which keeps the TTL the record has.
+
+        Args:
+            life_span_seconds: The life span asked for by the call; None takes the store's
+                `life_span_in_seconds`.
+
+        Returns:
+            Milliseconds, at least 1 for any life span; 0 when there is none.
 
         Raises:
             InvalidInputError: The life span is not a number of seconds from 0.001 to
@@ -262,7 +287,17 @@ class Store:
         return self.ttl_ms(None)
 
     async def execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send queued automatic writes, then these calls, and return their replies."""
+        """Send queued automatic writes, then these calls, and return their replies.
+
+        This is the path of every model operation (it is what makes each call see the
+        automatic writes made before it). The calls are the library's own server-side
+        script calls, built by a model's table; it is not a way to send arbitrary
+        commands (use `redis_store` for that).
+
+        Raises:
+            AutoSaveError: A queued automatic write failed; these calls were not sent.
+            RedisOperationError: Redis failed.
+        """
         if self.pending:
             await self.pending.flush()
         return await self.send(calls)
@@ -272,7 +307,12 @@ class Store:
 
         With `raise_errors` False, a call's error reply takes the place of its reply
         instead of being raised (a failure of the whole round trip is still raised).
-        Cancelling the caller affects this call only (see `_inflight`).
+        Cancelling the caller affects this call only (see `_inflight`). Unlike `execute`,
+        it does not send the queued automatic writes first: the queue itself sends its
+        writes through it.
+
+        Raises:
+            RedisOperationError: Redis failed.
         """
         client, in_flight = self._connection()
         # Several calls on a cluster go out as one pipeline, which redis-py sends to each

@@ -112,7 +112,7 @@ class ModelTable(Generic[M]):
         # On a cluster, each call names every key it touches (see `_scripts`), and whole-
         # model reads and deletes go through `_sharded`, even for a model of one bucket.
         self._declares_keys = store.cluster
-        self.pk_field: str = model._primary_key_field  # type: ignore[assignment]
+        self.pk_field: str = model._primary_key_field
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_plain_str = self.codec.is_plain_str(self.pk_field)
         self._fields_header = (len(self.codec.names), *self.codec.names)

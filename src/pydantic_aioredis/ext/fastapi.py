@@ -32,6 +32,7 @@ from typing_extensions import Self
 
 from .._exceptions import ConfigurationError, InvalidInputError, SerializationError
 from .._model import Model, _table_of
+from .._types import Ids
 
 
 class MissingExtraError(ConfigurationError, ModuleNotFoundError):
@@ -80,7 +81,7 @@ class FastAPIModel(Model):
     async def select_or_404(
         cls,
         columns: None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
@@ -91,7 +92,7 @@ class FastAPIModel(Model):
     async def select_or_404(
         cls,
         columns: Sequence[str],
-        ids: Any = None,
+        ids: Ids | None = None,
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
@@ -101,7 +102,7 @@ class FastAPIModel(Model):
     async def select_or_404(
         cls,
         columns: Sequence[str] | None = None,
-        ids: Any = None,
+        ids: Ids | None = None,
         custom_exception: Exception | None = None,
         skip: int | None = None,
         limit: int | None = None,
@@ -167,10 +168,28 @@ class CRUDRouter(APIRouter):
         tags: OpenAPI tags (default: the model's name).
         default_limit: Page size when `limit` is not given.
         max_limit: The largest `limit` accepted.
-        list_route, get_route, create_route, replace_route, update_route,
-        delete_one_route: Switch a route off with False.
-        delete_all_route: Switch the delete-all route on (off by default).
+        list_route: False switches `GET {prefix}/` off.
+        get_route: False switches `GET {prefix}/{pk}` off.
+        create_route: False switches `POST {prefix}/` off.
+        replace_route: False switches `PUT {prefix}/{pk}` off.
+        update_route: False switches `PATCH {prefix}/{pk}` off.
+        delete_one_route: False switches `DELETE {prefix}/{pk}` off.
+        delete_all_route: True switches `DELETE {prefix}/` on (off by default).
         **options: Passed on to `APIRouter`.
+
+    Attributes:
+        model: The model whose records the routes serve.
+        pk_field: The name of its primary key field, the last part of the item routes' path.
+        pk_alias: How request bodies spell the primary key field (its alias, if it has one).
+        pk_type: The primary key field's annotation, which the path parameter is validated as.
+        default_limit: The page size of `GET {prefix}/` without `limit` (at most `max_limit`).
+        max_limit: The largest `limit` accepted.
+        input_model: The body of `POST`: the model, with a string primary key that may not be
+            empty (a URL cannot address the empty key).
+        replace_model: The body of `PUT`: every field but the primary key.
+        update_model: The body of `PATCH`: every field but the primary key, each optional.
+        versions: For a model with a `_version_field`, how the routes check and answer
+            versions (ETag, If-Match, the version in the body); None for other models.
     """
 
     def __init__(
