@@ -21,6 +21,7 @@ from ._connection import (
     sync_twin,
 )
 from ._exceptions import ConfigurationError, PrimaryKeyError, PydanticAioredisError, UsageError
+from ._legacy import LegacyIndexCheck
 from ._scripts import ScriptCall
 from ._table import ModelTable
 from ._writes import PendingWrites
@@ -91,6 +92,7 @@ class Store:
         ] = weakref.WeakKeyDictionary()
         self._sync_client: SyncClient | None = None
         self.pending = PendingWrites(self.send, self.sync_client)
+        self._legacy_check = LegacyIndexCheck(self)
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -244,7 +246,7 @@ class Store:
     async def send(self, calls: Sequence[ScriptCall]) -> list[Any]:
         """Send script calls in one round trip, within the store's connection limit."""
         client, limit = self._connection()
-        async with limit:
+        async with limit, self._legacy_check.guard(client, calls):
             replies = await run_calls(client, calls)
         return replies if self._decodes else _decoded(replies)
 

@@ -23,7 +23,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._connection import run_calls_sync
-from ._exceptions import AutoSaveError, RedisOperationError, SerializationError
+from ._exceptions import (
+    AutoSaveError,
+    RedisOperationError,
+    SerializationError,
+    UnmigratedDataError,
+)
 from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
@@ -127,7 +132,7 @@ class PendingWrites:
         if not self._records:
             return
         try:
-            await self.flush()
+            await self.flush(drop_refused=False)
         except (RedisOperationError, SerializationError) as exc:
             # Not lost: the write stays queued, and the next library call on the store
             # retries it and raises if it still fails.
@@ -135,13 +140,17 @@ class PendingWrites:
 
     # -- sending -----------------------------------------------------------------------
 
-    async def flush(self) -> None:
+    async def flush(self, drop_refused: bool = True) -> None:
         """Send everything queued and wait for Redis to acknowledge it.
 
         Raises:
             AutoSaveError: Redis failed; the writes stay queued for the next flush.
             SerializationError: A queued value cannot be stored; that write is dropped
                 (it could never succeed), the others are sent.
+            UnmigratedDataError: A model's records are still as pydantic-aioredis 1.4
+                wrote them; nothing was sent. With `drop_refused`, the writes to that
+                model are dropped (they cannot succeed before a migration, which rewrites
+                every record; kept, they would hold up every later call on the store).
         """
         if not self._records:
             return
@@ -157,6 +166,10 @@ class PendingWrites:
                     follow_up = self._missing_records(batch, replies)
                     if follow_up:
                         await self._send(follow_up)
+            except UnmigratedDataError as exc:
+                if drop_refused:
+                    self._drop_model(exc.model_name)
+                raise
             except RedisOperationError as exc:
                 raise self._failed(exc) from exc.__cause__
             self._settle(batch)
@@ -177,6 +190,11 @@ class PendingWrites:
         except RedisOperationError as exc:
             raise self._failed(exc) from exc.__cause__
         self._settle(batch)
+
+    def _drop_model(self, model_name: str) -> None:
+        for key, record in list(self._records.items()):
+            if record.table.model.__name__ == model_name:
+                del self._records[key]
 
     def _failed(self, exc: RedisOperationError) -> AutoSaveError:
         error = AutoSaveError(
