@@ -113,7 +113,7 @@ class ModelUpgrade:
         return (
             f"{self.model}: {self.records:,} records found, {self.converted:,} {done} "
             f"({self.moved:,} {moved} to a new key, {self.reencoded:,} values {reencoded}), "
-            f"{self.expired:,} expired {dropped}, {len(self.problems):,} {left}"
+            f"{self.expired:,} expired entries {dropped}, {len(self.problems):,} {left}"
         )
 
 
