@@ -284,3 +284,17 @@ def test_the_1_4_router_takes_1_4_arguments() -> None:
         _old_router()(schema=Film, store=store, get_one_route=[object()])
     with pytest.raises(ConfigurationError, match="takes no create_schema"):
         _old_router()(schema=Film, store=store, create_schema=Film)
+
+
+def test_the_migration_module_documents_its_public_names() -> None:
+    import inspect
+
+    from pydantic_aioredis import migrate
+
+    assert migrate.__all__ == ["ModelUpgrade", "RecordProblem", "UpgradeReport", "upgrade_from_1_4"]
+    for name in migrate.__all__:
+        value = getattr(migrate, name)
+        assert inspect.getdoc(value), name
+        for attribute, member in vars(value).items() if inspect.isclass(value) else ():
+            if not attribute.startswith("_") and callable(member):
+                assert inspect.getdoc(member), f"{name}.{attribute}"
