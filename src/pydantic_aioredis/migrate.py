@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelUpgrade", "RecordProblem", "UpgradeReport", "upgrade_from_1_4"]
 
 # Records per call. Measured here (2 cores, Redis 7, a busy machine), the calls of a
-# migration of six-field records, 250 per call, held the server 3.5 ms at the median:
+# migration of six-field records, 250 per call, held the server 2.7 ms at the median:
 # about as long as our other bulk calls (see docs/upgrading-from-1.4.md, Speed).
 CHUNK_SIZE = 250
 # Lua unpacks at most about 8,000 values at once; a call's index entries are two per record.
