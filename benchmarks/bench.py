@@ -8,7 +8,8 @@ in the same format (a hash per record, a sorted-set index), under different keys
 Printed per operation: records (or assignments) per second, median, min and max over the
 repetitions, the ratio ours/reference of the medians, and the Redis commands each side sent
 (INFO commandstats, per run). Then peak memory of select-all, the longest single server-side
-call, a scaling run, and select-all in a database holding a million unrelated keys.
+call, a scaling run, select-all in a database holding a million unrelated keys, and the
+migration from 1.4 (benchmarks/migrate.py).
 
 The benchmark starts its own redis-server on a free loopback port (or uses BENCH_REDIS_URL).
 
@@ -638,6 +639,10 @@ async def main(args: argparse.Namespace) -> None:
         for side in ("ours", "ref"):
             alone, busy = rates[f"{side} alone"], rates[f"{side} crowded"]
             print(f"  {side}: {fmt(alone)} alone, {fmt(busy)} crowded ({busy / alone:.2f}x)")
+        print()
+        from benchmarks.migrate import print_section  # imports this module
+
+        await print_section(url, big, min(args.repeat, 3))
     finally:
         await bench.close()
         if server is not None:

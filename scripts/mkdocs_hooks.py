@@ -21,7 +21,7 @@ from typing import Any
 import griffe
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_MODULES = ("pydantic_aioredis", "pydantic_aioredis.ext.fastapi")
+PUBLIC_MODULES = ("pydantic_aioredis", "pydantic_aioredis.ext.fastapi", "pydantic_aioredis.migrate")
 # Members a class gets from pydantic or Python rather than from us.
 NOT_OURS = frozenset({"model_config"})
 

@@ -18,11 +18,13 @@ def test_exported_names() -> None:
         "InvalidInputError",
         "Model",
         "NotRegisteredError",
+        "PrimaryKeyError",
         "PydanticAioredisError",
         "RedisConfig",
         "RedisOperationError",
         "SerializationError",
         "Store",
+        "UnmigratedDataError",
         "UsageError",
         "__version__",
     ]

@@ -25,9 +25,11 @@ from ._exceptions import (
     CorruptRecordError,
     InvalidInputError,
     NotRegisteredError,
+    PrimaryKeyError,
     PydanticAioredisError,
     RedisOperationError,
     SerializationError,
+    UnmigratedDataError,
     UsageError,
 )
 from ._model import AutoModel, Model
@@ -44,11 +46,13 @@ __all__ = [
     "InvalidInputError",
     "Model",
     "NotRegisteredError",
+    "PrimaryKeyError",
     "PydanticAioredisError",
     "RedisConfig",
     "RedisOperationError",
     "SerializationError",
     "Store",
+    "UnmigratedDataError",
     "UsageError",
     "__version__",
 ]

@@ -3,16 +3,24 @@
 ```
 PydanticAioredisError                 the root: catch this to catch everything we raise
 ├── ConfigurationError (ValueError)   a model, store or connection set up wrongly
-│   └── NotRegisteredError            a model used before `store.register_model(Model)`
+│   ├── NotRegisteredError            a model used before `store.register_model(Model)`
+│   └── PrimaryKeyError (AttributeError)  no valid `_primary_key_field`
 ├── InvalidInputError (ValueError)    a call's arguments are wrong (bad id, unknown column)
-├── SerializationError (ValueError)   a field value cannot be stored; nothing was written
+├── SerializationError (ValueError, TypeError)  a field value cannot be stored; nothing
+│                                     was written
 ├── CorruptRecordError                a record in Redis cannot be read back as the model
 ├── UsageError (RuntimeError)         a call made where or when it cannot work (no event loop,
 │                                     an update() block already open in another task)
 ├── ConflictError                     the record changed (or is gone) since it was read
 └── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
-    └── AutoSaveError                 an automatic write failed; it stays queued for retry
+    ├── AutoSaveError                 an automatic write failed; it stays queued for retry
+    └── UnmigratedDataError           a model's records are still as pydantic-aioredis 1.4
+                                      wrote them: migrate them (docs/upgrading-from-1.4.md)
 ```
+
+Two classes also derive from the built-in error that pydantic-aioredis 1.4 raised in their
+place, so that code written for 1.4 keeps catching them: `SerializationError` is a
+`TypeError`, `PrimaryKeyError` an `AttributeError`.
 
 Errors from redis-py are never swallowed: they are re-raised as `RedisOperationError`
 with the original exception chained (`raise ... from exc`).
@@ -27,9 +35,11 @@ __all__ = [
     "CorruptRecordError",
     "InvalidInputError",
     "NotRegisteredError",
+    "PrimaryKeyError",
     "PydanticAioredisError",
     "RedisOperationError",
     "SerializationError",
+    "UnmigratedDataError",
     "UsageError",
 ]
 
@@ -57,12 +67,22 @@ class NotRegisteredError(ConfigurationError):
         self.model_name = model_name
 
 
+class PrimaryKeyError(ConfigurationError, AttributeError):
+    """A model has no `_primary_key_field`, or it names no field of the model.
+
+    Also an `AttributeError`, which is what pydantic-aioredis 1.4 raised here.
+    """
+
+
 class InvalidInputError(PydanticAioredisError, ValueError):
     """An argument of a library call is wrong: a bad primary key, an unknown column..."""
 
 
-class SerializationError(PydanticAioredisError, ValueError):
-    """A field value cannot be turned into a stored string; nothing was written."""
+class SerializationError(PydanticAioredisError, ValueError, TypeError):
+    """A field value cannot be turned into a stored string; nothing was written.
+
+    Also a `TypeError`, which is what pydantic-aioredis 1.4 raised for such a value.
+    """
 
 
 class CorruptRecordError(PydanticAioredisError):
@@ -125,3 +145,34 @@ class AutoSaveError(RedisOperationError):
     The write stays queued on the store and is retried by the next library call or
     `await store.flush()`; nothing is dropped.
     """
+
+
+class UnmigratedDataError(RedisOperationError):
+    """A model's records in Redis are still in the layout pydantic-aioredis 1.4 wrote (its
+    index is a set of keys): no call on the model can work until they are migrated with
+    `python -m pydantic_aioredis upgrade-1.4` (see docs/upgrading-from-1.4.md). Nothing was
+    written.
+
+    Attributes:
+        model_name: The model whose records need the migration.
+        key: The key that holds the 1.4 index, or the list of records a migration that was
+            stopped has still to convert.
+    """
+
+    def __init__(self, model_name: str, key: str, command: str, interrupted: bool) -> None:
+        if interrupted:
+            state = (
+                "a migration of its records from pydantic-aioredis 1.4 was started and has "
+                f"not finished ({key!r} lists the records still to do); run it again"
+            )
+        else:
+            state = (
+                f"its records are still in the pydantic-aioredis 1.4 layout ({key!r} is a 1.4 "
+                "index); migrate them first"
+            )
+        super().__init__(
+            f"{model_name}: {state}: {command} (see docs/upgrading-from-1.4.md); "
+            "nothing was written"
+        )
+        self.model_name = model_name
+        self.key = key

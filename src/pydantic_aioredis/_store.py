@@ -26,10 +26,12 @@ from ._exceptions import (
     ConfigurationError,
     InvalidInputError,
     NotRegisteredError,
+    PrimaryKeyError,
     PydanticAioredisError,
     UsageError,
 )
 from ._inflight import CallsInFlight
+from ._legacy import LegacyIndexCheck
 from ._scripts import ScriptCall
 from ._table import ModelTable
 from ._writes import PendingWrites
@@ -113,6 +115,7 @@ class Store:
         ] = weakref.WeakKeyDictionary()
         self._sync_client: SyncClient | None = None
         self.pending = PendingWrites(self.send, self.sync_client)
+        self._legacy_check = LegacyIndexCheck(self)
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -155,11 +158,11 @@ class Store:
             )
         pk = model_class._primary_key_field
         if not isinstance(pk, str) or not pk:
-            raise ConfigurationError(
+            raise PrimaryKeyError(
                 f"{name} has no _primary_key_field; set it to the name of one of its fields"
             )
         if pk not in model_class.model_fields:
-            raise ConfigurationError(
+            raise PrimaryKeyError(
                 f"{name}._primary_key_field is {pk!r}, which is not a field of {name} "
                 f"(fields: {', '.join(model_class.model_fields)})"
             )
@@ -221,6 +224,40 @@ class Store:
         if self._injected is not None:
             return self._injected
         return self._connection()[0]
+
+    @redis_store.setter
+    def redis_store(self, client: AsyncClient) -> None:
+        """Use this client from now on, as `Store(..., redis_store=client)` would (the way
+        pydantic-aioredis 1.4 injected a client); the synchronous twin follows it.
+
+        Raises:
+            ConfigurationError: Not an asyncio redis-py client, or a cluster client where
+                the registered models lay their keys out for a single server (or the
+                other way round).
+            UsageError: The store has already opened connections of its own.
+        """
+        if not isinstance(client, AsyncClient):
+            raise ConfigurationError(
+                f"store.redis_store must be a redis.asyncio client, not {type(client).__name__}"
+            )
+        if any(own is not self._injected for own, _ in self._clients.values()):
+            raise UsageError(
+                f"store {self.name!r} has opened connections of its own already: assign "
+                "store.redis_store before its first call, or pass Store(..., redis_store=client)"
+            )
+        cluster = is_cluster(client)
+        if cluster != self.cluster and self._tables:
+            raise ConfigurationError(
+                f"store {self.name!r} has models registered for a "
+                f"{'cluster' if self.cluster else 'single server'}; pass a client of the "
+                "other kind as Store(..., redis_store=client), before registering models"
+            )
+        self._injected, self.cluster = client, cluster
+        self._decodes = _decodes_responses(client)
+        self._clients.clear()  # held the previous injected client only
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
 
     def _connection(self) -> tuple[AsyncClient, CallsInFlight]:
         loop = asyncio._get_running_loop()
@@ -318,9 +355,13 @@ class Store:
         # Several calls on a cluster go out as one pipeline, which redis-py sends to each
         # node in a subtask: such work must not be cut short by a cancellation.
         fans_out = self.cluster and len(calls) > 1
-        replies = await in_flight.run(
-            lambda: run_calls(client, calls, raise_errors), detach=fans_out
-        )
+
+        async def call() -> list[Any]:
+            # Data that pydantic-aioredis 1.4 wrote is refused with one clear error.
+            async with self._legacy_check.guard(client, calls):
+                return await run_calls(client, calls, raise_errors)
+
+        replies = await in_flight.run(call, detach=fans_out)
         return replies if self._decodes else _decoded(replies)
 
     async def flush(self) -> None:

@@ -55,6 +55,7 @@ from ._exceptions import (
     PydanticAioredisError,
     RedisOperationError,
     SerializationError,
+    UnmigratedDataError,
 )
 from ._scripts import ScriptCall
 
@@ -288,6 +289,9 @@ class PendingWrites:
             SerializationError, RedisOperationError: A write could never succeed (a value
                 that cannot be stored, a key holding another type); it was dropped, the
                 others were sent. Raised once, by the first flush after it happened.
+            UnmigratedDataError: A model's records are still as pydantic-aioredis 1.4
+                wrote them: its writes are dropped (they cannot succeed before a migration,
+                which rewrites every record), the others are sent.
         """
         await self._flush(raise_errors=True)
 
@@ -489,6 +493,8 @@ def _as_operation_error(error: BaseException) -> RedisOperationError:
 
 def _naming(record: _PendingRecord, error: BaseException) -> PydanticAioredisError:
     """The error of a dropped write, saying which record it was."""
+    if isinstance(error, UnmigratedDataError):
+        return error  # it names the model, and the command that makes its writes possible
     where = f"automatic write of {record.describe()} dropped: "
     named: PydanticAioredisError
     if isinstance(error, SerializationError):

@@ -1,0 +1,132 @@
+"""The command line: `python -m pydantic_aioredis upgrade-1.4 ...`.
+
+    python -m pydantic_aioredis upgrade-1.4 --url redis://localhost:6379/0 \\
+        --models myapp.models:Book,myapp.models:Library [--dry-run]
+
+Migrates the records pydantic-aioredis 1.4 wrote for those models (see
+`pydantic_aioredis.migrate` and docs/upgrading-from-1.4.md), showing its progress on
+stderr and a summary on stdout. Exits with 0 when every record was converted, 1 when some
+were left as they were (the summary names them), 2 on bad arguments or a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ._config import RedisConfig
+from ._exceptions import PydanticAioredisError
+from ._model import Model
+from ._store import Store
+from .migrate import CHUNK_SIZE, UpgradeReport, upgrade_from_1_4
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns its exit status."""
+    args = _parser().parse_args(argv)
+    if not args.url:
+        print("error: give --url, or set REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        models = [_import_model(name) for name in args.models.split(",") if name.strip()]
+        report = asyncio.run(_upgrade(args.url, models, args.dry_run, args.chunk_size))
+    except (PydanticAioredisError, ImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 1 if report.problems else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pydantic_aioredis")
+    commands = parser.add_subparsers(dest="command", required=True)
+    upgrade = commands.add_parser(
+        "upgrade-1.4",
+        help="migrate records written by pydantic-aioredis 1.4",
+        description="Migrate the records pydantic-aioredis 1.4 wrote for the given models "
+        "to today's layout. Safe to stop and run again.",
+    )
+    upgrade.add_argument(
+        "--url",
+        default=os.environ.get("REDIS_URL"),
+        help="the Redis server holding the 1.4 data, e.g. redis://localhost:6379/0 "
+        "(default: $REDIS_URL)",
+    )
+    upgrade.add_argument(
+        "--models",
+        required=True,
+        help="the models, as they are declared today: module:Class[,module:Class...]",
+    )
+    upgrade.add_argument(
+        "--dry-run", action="store_true", help="report what would be done; write nothing"
+    )
+    upgrade.add_argument(
+        "--chunk-size", type=int, default=CHUNK_SIZE, help=f"records per call ({CHUNK_SIZE})"
+    )
+    return parser
+
+
+def _import_model(name: str) -> type[Model]:
+    """`myapp.models:Book` -> the class (`module.path:Outer.Inner` works too)."""
+    module_name, _, attribute = name.strip().partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--models takes module:Class, not {name.strip()!r}")
+    value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            raise ValueError(f"{module_name} has no {attribute!r}")
+    if not (isinstance(value, type) and issubclass(value, Model)):
+        raise ValueError(f"{name.strip()} is not a pydantic_aioredis Model")
+    return value
+
+
+async def _upgrade(
+    url: str, models: list[type[Model]], dry_run: bool, chunk_size: int
+) -> UpgradeReport:
+    store = Store(name="upgrade-1.4", redis_config=RedisConfig.from_url(url))
+    async with store:
+        return await upgrade_from_1_4(
+            store, models, dry_run=dry_run, chunk_size=chunk_size, progress=ProgressBar()
+        )
+
+
+class ProgressBar:
+    """A progress line per model on a terminal (`Book [#####-----] 500/1,000`), redrawn at
+    most ten times a second; elsewhere, one line when a model is done."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self._drawn = 0.0
+        self._finished: set[str] = set()
+
+    def __call__(self, model: str, done: int, total: int) -> None:
+        if model in self._finished:
+            return
+        finished = done >= total
+        now = time.monotonic()
+        if finished:
+            self._finished.add(model)
+        elif not self.live or now - self._drawn < 0.1:
+            return
+        self._drawn = now
+        if self.live:
+            filled = 30 * done // total if total else 30
+            bar = "#" * filled + "-" * (30 - filled)
+            self.stream.write(f"\r{model} [{bar}] {done:,}/{total:,}" + "\n" * finished)
+        else:
+            self.stream.write(f"{model}: {total:,} records done\n")
+        self.stream.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
