@@ -141,6 +141,70 @@ def test_member_byte_order_is_python_order_of_value_then_key(field: str) -> None
     check()
 
 
+def _all_texts(alphabet: str, longest: int) -> list[str]:
+    texts = [""]
+    for _ in range(longest):
+        texts += [text + char for text in texts if len(text) == len(texts[-1]) for char in alphabet]
+    return texts
+
+
+MAGNITUDES = "0 0.01 0.015 0.1 1 1.05 1.5 1.55 10 15 105"
+NUMBER_GRID = [sign * Decimal(text) for sign in (1, -1) for text in MAGNITUDES.split()]
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("text", _all_texts("\x00\x01\x02", 3)),  # every escape next to every other
+        ("exact", NUMBER_GRID),  # digits that are prefixes of each other, both signs
+        ("real", [float(number) for number in NUMBER_GRID]),
+        ("number", [int(number) for number in NUMBER_GRID if number == int(number)]),
+    ],
+)
+def test_every_pair_of_tricky_values_orders_as_in_python(field: str, values: list[Any]) -> None:
+    for a in values:
+        for b in values:
+            first, second = _member(field, a, "k"), _member(field, b, "")
+            assert (first < second) == ((a, "k") < (b, "")), (a, b)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "encoding"),
+    [  # the examples that the module's docstring gives
+        ("maybe_text", None, "!\x00"),
+        ("text", "Dickens", "=Dickens\x00"),
+        ("text", "a\x00\x01", "=a\x01\x01\x01\x02\x00"),
+        ("number", 42, ">a142\x00"),
+        ("real", 0.05, ">Z75\x00"),
+        ("real", 1e-300, ">X6991\x00"),
+        ("exact", Decimal("1.50"), ">a015\x00"),
+        ("number", -42, "<Z857~\x00"),
+        ("real", -0.0, "=\x00"),
+        ("real", -math.inf, ";\x00"),
+        ("real", math.inf, "?\x00"),
+        ("real", math.nan, "~\x00"),
+        ("flag", False, "=false\x00"),
+        ("day", date(1838, 4, 1), "=1838-04-01\x00"),
+        ("moment", datetime(1838, 4, 1, 12), "=1838-04-01T12:00:00.000000\x00"),
+        (
+            "moment",
+            datetime(1838, 4, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+            "@1838-04-01T10:00:00.000000\x00",
+        ),
+        (
+            "moment",
+            datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=2))),
+            "@0000-12-31T22:00:00.000000\x00",
+        ),
+        ("uid", uuid.UUID(int=0x12345678_1234), "=00000000-0000-0000-0000-123456781234\x00"),
+        ("level", Level.HIGH, ">a11\x00"),
+        ("color", Color.RED, "=RED\x00"),
+    ],
+)
+def test_the_documented_encodings(field: str, value: Any, encoding: str) -> None:
+    assert INDEXES[field].encode(value) == encoding
+
+
 @given(st.sampled_from(sorted(VALUES)), st.data())
 def test_equal_values_encode_equal_and_unequal_ones_differ(field: str, data: Any) -> None:
     a = data.draw(VALUES[field])

@@ -24,7 +24,7 @@ them by their bytes and ZRANGEBYLEX reads ranges of them. The member of a record
 | datetime, naive | `=`, ISO 8601 to the microsecond, `\0` | `=1838-04-01T12:00:00.000000\0` |
 | datetime, aware | `@`, the UTC instant in ISO 8601, `\0` | `@1838-04-01T10:00:00.000000\0` |
 | UUID | `=`, its lower-case form (ordered as its int), `\0` | `=12345678-1234-...\0` |
-| IntEnum, str Enum... | as their value (an int, a str, a float...) | `Level.HIGH -> >a03\0` |
+| IntEnum, str Enum... | as their value (an int, a str, a float...) | value 3: `>a03\0` |
 | other Enum | `=`, the member's name as a str, `\0` | `Color.RED -> =RED\0` |
 
 Numbers: a non-zero number is `d.ddd x 10^e`. Its encoding is `>` (positive) or `<`
