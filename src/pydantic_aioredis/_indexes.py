@@ -173,7 +173,7 @@ def _encode_decimal(number: Decimal) -> str:
 
 
 def _encode_int(value: int) -> str:
-    return _encode_decimal(Decimal(int(value)))  # int(): IntEnum members, bool
+    return _encode_decimal(Decimal(value))
 
 
 def _encode_float(value: float) -> str:
