@@ -56,7 +56,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
@@ -78,7 +78,6 @@ ENCODING_VERSION = 1
 TERMINATOR = "\x00"
 NONE = "!" + TERMINATOR
 NAN = "~" + TERMINATOR
-_NUMBER_BANDS = ";<=>?"  # -inf, negative, zero, positive, +inf: all comparable
 _MAX_CHAR = chr(0x10FFFF)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGITS = bytes.maketrans(bytes(range(10)), b"0123456789")
@@ -224,8 +223,18 @@ class _Kind:
     name: str
     holds: Callable[[Any], bool]  # True for a value ready to encode
     encode: Callable[[Any], str]
+    # For each band of values, the members of every value Python can compare with them:
+    # [low, high). None and NaN have none.
+    spans: dict[str, tuple[str, str]] = field(default_factory=lambda: {"=": ("=", ">")})
     ordered: bool = True  # range operators and order_by
     text: bool = False  # __startswith
+
+
+# -inf, negatives, zero, positives and +inf all compare with each other.
+_NUMBER_SPANS = dict.fromkeys(";<=>?", (";", "@"))
+# False and True are all there is: `__gt=True` is visibly empty.
+_BOOL_SPANS = {"=": ("=false" + TERMINATOR, after("=true" + TERMINATOR))}
+_DATETIME_SPANS = {"=": ("=", ">"), "@": ("@", "A")}  # naive, aware
 
 
 def _is_date(value: Any) -> bool:
@@ -233,14 +242,19 @@ def _is_date(value: Any) -> bool:
 
 
 _KINDS: tuple[tuple[type, _Kind], ...] = (  # subclasses before their base classes
-    (bool, _Kind("bool", lambda v: isinstance(v, bool), _encode_bool)),
-    (int, _Kind("int", lambda v: isinstance(v, int), _encode_int)),
-    (float, _Kind("float", lambda v: isinstance(v, float), _encode_float)),
-    (Decimal, _Kind("decimal", lambda v: isinstance(v, Decimal), _encode_decimal)),
+    (bool, _Kind("bool", lambda v: isinstance(v, bool), _encode_bool, _BOOL_SPANS)),
+    (int, _Kind("int", lambda v: isinstance(v, int), _encode_int, _NUMBER_SPANS)),
+    (float, _Kind("float", lambda v: isinstance(v, float), _encode_float, _NUMBER_SPANS)),
+    (Decimal, _Kind("decimal", lambda v: isinstance(v, Decimal), _encode_decimal, _NUMBER_SPANS)),
     (str, _Kind("str", lambda v: isinstance(v, str), _encode_text, text=True)),
     (
         datetime.datetime,
-        _Kind("datetime", lambda v: isinstance(v, datetime.datetime), _encode_datetime),
+        _Kind(
+            "datetime",
+            lambda v: isinstance(v, datetime.datetime),
+            _encode_datetime,
+            _DATETIME_SPANS,
+        ),
     ),
     (datetime.date, _Kind("date", _is_date, _encode_date)),
     (uuid.UUID, _Kind("uuid", lambda v: isinstance(v, uuid.UUID), _encode_uuid)),
@@ -336,17 +350,12 @@ class FieldIndex:
             raise InvalidInputError(f"{self.label}: {_describe(prefix)}: {exc}") from None
         return low, successor(low)
 
-    def comparable_span(self, encoding: str) -> tuple[str, str | None] | None:
+    def comparable_span(self, encoding: str) -> tuple[str, str] | None:
         """The members whose values Python can order against the encoded value: [low, high).
 
         None for None and NaN, which order against nothing.
         """
-        if encoding in (NONE, NAN):
-            return None
-        band = encoding[0]
-        if band in _NUMBER_BANDS:
-            return _NUMBER_BANDS[0], successor(_NUMBER_BANDS[-1])
-        return band, successor(band)
+        return self._kind.spans.get(encoding[0])
 
     def _encode_valid(self, value: Any) -> str:
         if value is None:
