@@ -151,6 +151,31 @@ def _assert_sorted_and_disjoint(plan: QueryPlan) -> None:
             assert high[1:] <= low[1:]
 
 
+def _single_conditions() -> list[tuple[str, str, Any]]:
+    """Every operator of every field with every value of its pool (lists: pairs of them)."""
+    triples = []
+    for field, pool in POOLS.items():
+        values = pool + QUERY_ONLY.get(field, [])
+        for op in _operators(field):
+            if op == "in":
+                triples += [(field, op, [a, b]) for a in values for b in values]
+            elif op == "startswith":
+                triples += [(field, op, prefix) for prefix in PREFIXES]
+            else:
+                triples += [(field, op, v) for v in values if v is not None or op == "eq"]
+    return triples
+
+
+@pytest.mark.parametrize("field", sorted(POOLS))
+def test_every_single_condition_against_every_value(field: str) -> None:
+    values = POOLS[field] + RECORD_ONLY.get(field, [])
+    for _, op, wanted in (t for t in _single_conditions() if t[0] == field):
+        plan = plan_query("Shelf", INDEXES, _where([(field, op, wanted)]))
+        for value in values:
+            planned = plan.matches(field, _member(field, value, "pk"))
+            assert planned == python_says(value, op, wanted), (op, wanted, value)
+
+
 @given(conditions(), st.lists(st.tuples(records, primary_keys), min_size=1, max_size=20))
 @settings(max_examples=400)
 def test_a_record_matches_the_plan_iff_python_says_so(
