@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, NewType, Optional, Union
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel, create_model, field_validator
 
@@ -131,6 +131,7 @@ def _comparable(a: Any, b: Any) -> bool:
 @pytest.mark.parametrize("field", sorted(VALUES))
 def test_member_byte_order_is_python_order_of_value_then_key(field: str) -> None:
     @given(VALUES[field], VALUES[field], keys, keys)
+    @settings(deadline=None)
     def check(a: Any, b: Any, key_a: str, key_b: str) -> None:
         if not _comparable(a, b):
             return
@@ -206,6 +207,7 @@ def test_the_documented_encodings(field: str, value: Any, encoding: str) -> None
 
 
 @given(st.sampled_from(sorted(VALUES)), st.data())
+@settings(deadline=None)
 def test_equal_values_encode_equal_and_unequal_ones_differ(field: str, data: Any) -> None:
     a = data.draw(VALUES[field])
     b = data.draw(VALUES[field] | st.just(a))
@@ -258,6 +260,7 @@ def test_bands_that_python_cannot_order(field: str, smaller: Any, larger: Any) -
 
 
 @given(st.data())
+@settings(deadline=None)
 def test_none_sorts_before_every_value(data: Any) -> None:
     field = data.draw(st.sampled_from(["maybe_text", "maybe_number", "maybe_moment"]))
     value = data.draw(VALUES[field])
@@ -265,6 +268,7 @@ def test_none_sorts_before_every_value(data: Any) -> None:
 
 
 @given(st.floats(allow_nan=False))
+@settings(deadline=None)
 def test_nan_sorts_after_every_float_and_equals_no_other_value(value: float) -> None:
     nan = INDEXES["real"].encode(math.nan)
     assert INDEXES["real"].encode(value) < nan
@@ -272,6 +276,7 @@ def test_nan_sorts_after_every_float_and_equals_no_other_value(value: float) -> 
 
 
 @given(moment=st.datetimes(), offset=st.sampled_from([timedelta(hours=23), -timedelta(hours=23)]))
+@settings(deadline=None)
 @example(moment=datetime.min, offset=timedelta(hours=23))
 @example(moment=datetime.max, offset=-timedelta(hours=23))
 def test_aware_instants_order_even_a_day_outside_the_calendar(
@@ -284,12 +289,14 @@ def test_aware_instants_order_even_a_day_outside_the_calendar(
 
 
 @given(st.sampled_from(sorted(VALUES)), st.data(), keys)
+@settings(deadline=None)
 def test_the_primary_key_follows_the_first_nul(field: str, data: Any, key: str) -> None:
     member = INDEXES[field].encode(data.draw(VALUES[field])) + key
     assert primary_key_of(member) == key
 
 
 @given(st.text(), st.text())
+@settings(deadline=None)
 @example("a\ud7ff", "a\ue000")
 @example("a\U0010ffff", "b")
 @example("\U0010ffff", "\U0010ffff\U0010ffff")

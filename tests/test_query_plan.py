@@ -177,7 +177,7 @@ def test_every_single_condition_against_every_value(field: str) -> None:
 
 
 @given(conditions(), st.lists(st.tuples(records, primary_keys), min_size=1, max_size=20))
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_a_record_matches_the_plan_iff_python_says_so(
     triples: list[tuple[str, str, Any]], rows: list[tuple[dict[str, Any], str]]
 ) -> None:
