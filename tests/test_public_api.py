@@ -15,6 +15,8 @@ def test_exported_names() -> None:
         "ConfigurationError",
         "ConflictError",
         "CorruptRecordError",
+        "IndexNotReadyError",
+        "Indexed",
         "InvalidInputError",
         "Model",
         "NotRegisteredError",

@@ -23,6 +23,7 @@ from ._exceptions import (
     ConfigurationError,
     ConflictError,
     CorruptRecordError,
+    IndexNotReadyError,
     InvalidInputError,
     NotRegisteredError,
     PrimaryKeyError,
@@ -32,6 +33,7 @@ from ._exceptions import (
     UnmigratedDataError,
     UsageError,
 )
+from ._indexes import Indexed
 from ._model import AutoModel, Model
 from ._store import Store
 
@@ -43,6 +45,8 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptRecordError",
+    "IndexNotReadyError",
+    "Indexed",
     "InvalidInputError",
     "Model",
     "NotRegisteredError",

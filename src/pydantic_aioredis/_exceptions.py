@@ -10,7 +10,8 @@ PydanticAioredisError                 the root: catch this to catch everything w
 │                                     was written
 ├── CorruptRecordError                a record in Redis cannot be read back as the model
 ├── UsageError (RuntimeError)         a call made where or when it cannot work (no event loop,
-│                                     an update() block already open in another task)
+│   │                                 an update() block already open in another task)
+│   └── IndexNotReadyError            a query on an index not built yet: build_indexes()
 ├── ConflictError                     the record changed (or is gone) since it was read
 └── RedisOperationError               Redis failed; the redis-py error is the `__cause__`
     ├── AutoSaveError                 an automatic write failed; it stays queued for retry
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "CorruptRecordError",
+    "IndexNotReadyError",
     "InvalidInputError",
     "NotRegisteredError",
     "PrimaryKeyError",
@@ -133,6 +135,27 @@ class ConflictError(PydanticAioredisError):
 class UsageError(PydanticAioredisError, RuntimeError):
     """A call was made where or when it cannot work: `Store.redis_store` outside an event
     loop, or a second `update()` block on an instance whose block another task holds open."""
+
+
+class IndexNotReadyError(UsageError):
+    """A query uses an indexed field whose index does not cover every record yet: the field
+    was marked `Indexed` when records existed already, or its type changed. Nothing was read.
+    `await Model.build_indexes()` (or `python -m pydantic_aioredis build-indexes`) builds it.
+
+    Attributes:
+        model_name: The model queried.
+        fields: The fields whose indexes are not ready.
+    """
+
+    def __init__(self, model_name: str, fields: list[str], why: str) -> None:
+        names = ", ".join(fields)
+        super().__init__(
+            f"{model_name}: the index of {names} is not ready ({why}); a query on it could "
+            f"miss records. Build it with `await {model_name}.build_indexes()` or "
+            "`python -m pydantic_aioredis build-indexes`"
+        )
+        self.model_name = model_name
+        self.fields = fields
 
 
 class RedisOperationError(PydanticAioredisError):

@@ -13,7 +13,7 @@ instances with equal field values compare equal whatever their flags.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, overload
@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._query import QueryPlan
     from ._store import Store
     from ._table import ModelTable
     from ._types import Ids
@@ -368,6 +369,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
     ) -> list[Self] | None: ...
 
     @overload
@@ -379,6 +383,9 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
     ) -> list[dict[str, Any]] | None: ...
 
     @classmethod
@@ -389,8 +396,12 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         skip: int | None = None,
         limit: int | None = None,
         invalid: list[CorruptRecordError] | None = None,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: str | None = None,
     ) -> list[Self] | list[dict[str, Any]] | None:
-        """Read records: all of them, some by primary key, or a page.
+        """Read records: all of them, some by primary key, those that meet conditions on
+        indexed fields, or a page of any of these.
 
         Args:
             columns: Return dicts holding only these fields (typed as the fields declare)
@@ -404,45 +415,92 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             invalid: A list to collect the records that do not validate in: they are
                 skipped, and a `CorruptRecordError` for each is appended to the list.
                 Without it, the first such record raises.
+            where: Conditions on indexed fields, all of which a record must meet:
+                `{"author": "x", "rating__gte": 4}` (operators `__in`, `__gt`, `__gte`,
+                `__lt`, `__lte`, `__startswith`; see docs/queries.md). Not with `ids`.
+            order_by: An indexed field to order by (`"-field"`: descending; ties in
+                primary-key order); default: primary-key order.
 
         Returns:
             The records found, or None when there are none (as in 1.4). Instances loaded
             here never save themselves automatically, whatever the model's flags.
 
         Raises:
-            InvalidInputError: An unknown column, a bad id, or a negative skip/limit.
+            InvalidInputError: An unknown column, a bad id, a negative skip/limit, a
+                condition on a field that is not indexed, an unknown operator, a value of
+                the wrong type, or `ids` with `where`/`order_by`.
+            IndexNotReadyError: An index the query needs is not built yet.
             CorruptRecordError: A stored record does not validate as this model.
         """
-        for name, value in (("skip", skip), ("limit", limit)):
-            if value is not None and (type(value) is not int or value < 0):
-                raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
+        _check_page(skip, limit)
         table = _table_of(cls)
+        fields = table.columns(columns)
+        plan = _plan(table, ids, where, order_by)
         if limit == 0:  # a page of nothing: nothing matches, on every backend
-            table.columns(columns)
             return None
-        found = await table.select(ids, table.columns(columns), skip, limit, invalid)
+        if plan is None:
+            found = await table.select(ids, fields, skip, limit, invalid)
+        else:
+            found = await table.query(plan, fields, skip or 0, limit, invalid)
         return found or None
 
     @classmethod
-    async def delete(cls, ids: Ids | None = None) -> int:
-        """Delete records by primary key (one or a list), or every record of the model.
+    async def delete(cls, ids: Ids | None = None, *, where: Mapping[str, Any] | None = None) -> int:
+        """Delete records by primary key (one or a list), those that meet conditions on
+        indexed fields, or every record of the model.
 
         Args:
-            ids: A primary key or an iterable of them, as for `select`; None deletes every
-                record of the model.
+            ids: A primary key or an iterable of them, as for `select`; None (without
+                `where`) deletes every record of the model.
+            where: Conditions on indexed fields, as for `select`: the records that meet
+                them all are deleted (each checked again when it is deleted, so a record
+                changed meanwhile so as not to meet them stays). Not with `ids`.
 
         Returns:
             How many records existed and were deleted.
 
         Raises:
-            InvalidInputError: An id is not a valid value of the primary key field.
+            InvalidInputError: An id is not a valid value of the primary key field, or a
+                condition is not valid (as for `select`).
+            IndexNotReadyError: An index the conditions need is not built yet.
         """
-        return await _table_of(cls).delete(ids)
+        table = _table_of(cls)
+        plan = _plan(table, ids, where, None)
+        if plan is None or not plan.conditions:
+            return await table.delete(ids)
+        return await table.queries.delete(plan)
 
     @classmethod
-    async def count(cls) -> int:
-        """The number of live records of this model."""
-        return await _table_of(cls).count()
+    async def count(cls, *, where: Mapping[str, Any] | None = None) -> int:
+        """The number of live records of this model (that meet `where`, if given).
+
+        Args:
+            where: Conditions on indexed fields, as for `select`.
+
+        Raises:
+            InvalidInputError: A condition is not valid (as for `select`).
+            IndexNotReadyError: An index the conditions need is not built yet.
+        """
+        table = _table_of(cls)
+        plan = _plan(table, None, where, None)
+        if plan is None or not plan.conditions:
+            return await table.count()
+        return await table.queries.count(plan)
+
+    @classmethod
+    async def build_indexes(cls) -> dict[str, int]:
+        """Build the indexes that do not cover every record yet, in bounded calls.
+
+        Needed once after marking a field `Indexed` while its model already has records
+        (or changing an indexed field's type); until then, queries on it raise
+        `IndexNotReadyError`. Safe to run while the application writes, and to run again
+        after an interruption. Indexes no longer declared have their keys dropped.
+        `python -m pydantic_aioredis build-indexes` does the same from a shell.
+
+        Returns:
+            For each index built, how many records it was built for.
+        """
+        return await _table_of(cls).index_state.build()
 
     async def save(self, life_span_seconds: float | None = None) -> None:
         """Write this instance whole, after anything queued before it.
@@ -535,6 +593,24 @@ class _Batch:
     def __init__(self, before: list[Any] | None) -> None:
         self.task = asyncio.current_task()
         self.before = before
+
+
+def _check_page(skip: Any, limit: Any) -> None:
+    for name, value in (("skip", skip), ("limit", limit)):
+        if value is not None and (type(value) is not int or value < 0):
+            raise InvalidInputError(f"{name} must be a non-negative integer, not {value!r}")
+
+
+def _plan(table: ModelTable[Any], ids: Any, where: Any, order_by: Any) -> QueryPlan | None:
+    """The query plan of `where`/`order_by`, None when neither is given."""
+    if where is None and order_by is None:
+        return None
+    if ids is not None:
+        raise InvalidInputError(
+            f"{table.model.__name__}: ids= and where=/order_by= cannot be combined; "
+            "select by ids, or by conditions on indexed fields"
+        )
+    return table.plan(where, order_by)
 
 
 # Writes the state slot directly, past `__setattr__`.

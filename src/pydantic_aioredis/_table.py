@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
 from ._exceptions import ConflictError, CorruptRecordError, InvalidInputError
+from ._index_state import IndexState
+from ._indexes import field_indexes
 from ._keys import KeySpace, Shard
 from ._model import loading_records
+from ._query import QueryPlan, plan_query
+from ._query_runner import QueryRunner
 from ._scripts import (
     AGAIN,
     COUNT,
     DELETE_ALL,
     DELETE_CHUNK,
     DELETE_IDS,
+    INDEX_PAGE,
     READ_CHUNK,
     READ_IDS,
     READ_RANGE,
@@ -32,6 +36,7 @@ from ._scripts import (
     WRITE_RECORDS,
     LuaScript,
     ScriptCall,
+    write_token,
 )
 from ._sharded import delete_sharded, drop, read_sharded
 
@@ -83,11 +88,6 @@ def _first(item: tuple[str, Any, Any]) -> str:
     return item[0]
 
 
-def write_token() -> str:
-    """A fresh token for a call that must not be applied twice (see `_scripts`)."""
-    return os.urandom(9).hex()
-
-
 class ModelTable(Generic[M]):
     """Reads and writes the records of one model in one store.
 
@@ -99,7 +99,8 @@ class ModelTable(Generic[M]):
         self.model = model
         self.store = store
         self.codec: HashCodec[M] = HashCodec(model)
-        self.indexed: tuple[str, ...] = ()
+        self.indexes = field_indexes(model)
+        self.indexed: tuple[str, ...] = tuple(self.indexes)
         self.keys = KeySpace(
             model.__name__,
             prefix=model._redis_prefix,
@@ -116,6 +117,8 @@ class ModelTable(Generic[M]):
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_plain_str = self.codec.is_plain_str(self.pk_field)
         self._fields_header = (len(self.codec.names), *self.codec.names)
+        self.index_state = IndexState(self)
+        self.queries = QueryRunner(self)
 
     def __repr__(self) -> str:
         return f"ModelTable({self.model.__name__}, {self.keys!r})"
@@ -201,8 +204,22 @@ class ModelTable(Generic[M]):
         return self.keys.check_primary_key(pk), values, self.index_encodings(instance, None)
 
     def index_encodings(self, instance: M, changed: Iterable[str] | None) -> list[str]:
-        """The index encoding of each indexed field ('' for one not in `changed`)."""
-        return []
+        """The index encoding of each indexed field ('' for one not in `changed`).
+
+        Raises:
+            SerializationError: A value cannot be indexed (it is not of the field's type).
+        """
+        if not self.indexes:
+            return []
+        wanted = None if changed is None else set(changed)
+        return [
+            index.encode(getattr(instance, name)) if wanted is None or name in wanted else ""
+            for name, index in self.indexes.items()
+        ]
+
+    def index_position(self, name: str) -> int:
+        """Where an indexed field's keys are among a shard's keys (1-based, see `_scripts`)."""
+        return self.indexed.index(name) + 1
 
     def encode_changes(self, fields: dict[str, Any]) -> tuple[list[str | bytes], list[str]]:
         """`name, value` pairs of changed fields, each read from the instance that set it,
@@ -348,17 +365,50 @@ class ModelTable(Generic[M]):
         fields = columns if columns is not None else list(self.codec.names)
         if ids is None:
             return await self._read_range(fields, skip or 0, limit, columns, invalid)
-        found = await self._read_ids(self.primary_keys(ids), fields, columns, invalid)
+        found = await self.read_ids(self.primary_keys(ids), fields, columns, invalid)
         return found[skip or 0 :][:limit]
 
-    async def _read_ids(
+    async def query(
+        self,
+        plan: QueryPlan,
+        columns: list[str] | None,
+        skip: int,
+        limit: int | None,
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
+        """Records that meet a plan's conditions, in its order (see `_query_runner`)."""
+        if not plan.conditions and plan.order_by is None:
+            fields = columns if columns is not None else list(self.codec.names)
+            return await self._read_range(fields, skip, limit, columns, invalid)
+        return await self.queries.select(plan, skip, limit, columns, invalid)
+
+    def plan(self, where: Any, order_by: Any) -> QueryPlan:
+        """A query plan for `where` and `order_by` (see `_query`)."""
+        return plan_query(self.model.__name__, self.indexes, where, order_by)
+
+    async def primary_key_pages(self, shard: Shard) -> AsyncIterator[list[str]]:
+        """Every primary key of a shard, a bounded page at a time, in order."""
+        start = ("rank", "0")
+        while True:
+            call = self.script_call(INDEX_PAGE, shard, (*start, READ_CHUNK, "+"))
+            (page,) = await self.execute_exact([call])
+            if page:
+                yield page
+            if len(page) < READ_CHUNK:
+                return
+            start = ("lex", "(" + page[-1])
+
+    async def read_ids(
         self,
         pks: list[str],
         fields: list[str],
         columns: list[str] | None,
         invalid: list[CorruptRecordError] | None,
+        conditions: Sequence[Any] = (0,),
     ) -> list[Any]:
-        calls = self.read_calls(pks, fields)
+        """Records by primary key, in the order of `pks`; with `conditions` (see
+        `_query_runner`), only those that meet them when they are read."""
+        calls = self.read_calls(pks, fields, conditions)
         replies = await self.store.execute(calls) if calls else []
         if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
             rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
@@ -368,9 +418,12 @@ class ModelTable(Generic[M]):
             found += self.decode(columns, self.rows_of(reply, invalid), invalid)
         return found
 
-    def read_calls(self, pks: Sequence[str], fields: Sequence[str]) -> list[ScriptCall]:
-        """Script calls that read these fields of the records with these primary keys."""
-        header = (len(fields), *fields)
+    def read_calls(
+        self, pks: Sequence[str], fields: Sequence[str], conditions: Sequence[Any] = (0,)
+    ) -> list[ScriptCall]:
+        """Script calls that read these fields of the records with these primary keys (that
+        meet `conditions`, see `_query_runner`)."""
+        header = (len(fields), *fields, *conditions)
         return [
             self.script_call(READ_IDS, shard, (*header, *chunk), chunk)
             for shard, group in self.by_shard(pks, str)

@@ -1,0 +1,384 @@
+"""Queries on secondary indexes: exactly what a full scan with the same filter, order and page
+gives, on Redis, the embedded backend and a cluster; indexes kept exact by every write path;
+clear errors; indexes built for records written before a field was indexed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pydantic_aioredis import (
+    AutoModel,
+    ConfigurationError,
+    ConflictError,
+    Indexed,
+    IndexNotReadyError,
+    InvalidInputError,
+    Model,
+    Store,
+)
+from pydantic_aioredis._index_state import IndexState
+from pydantic_aioredis._indexes import field_indexes
+from tests.test_query_plan import POOLS, Color, Level, conditions, python_says
+
+
+class Shelf(Model):
+    _primary_key_field: str = "id"
+    id: str
+    title: Annotated[str, Indexed()]
+    author: Annotated[str | None, Indexed()] = None
+    year: Annotated[int, Indexed()]
+    rating: Annotated[float | None, Indexed()] = None
+    price: Annotated[Decimal, Indexed()]
+    published: Annotated[datetime | None, Indexed()] = None
+    in_stock: Annotated[bool, Indexed()]
+    color: Annotated[Color, Indexed()]
+    level: Annotated[Level, Indexed()]
+    note: str = ""
+
+
+INDEXES = field_indexes(Shelf)
+
+
+def full_scan(
+    records: list[Shelf],
+    where: list[tuple[str, str, Any]],
+    order_by: str | None,
+    skip: int,
+    limit: int | None,
+) -> list[str]:
+    """The ids a query must give: Python's filter over every record, in primary-key order
+    or by the order field (its values ordered as their index encoding orders them, which
+    tests/test_index_encoding.py checks against Python's own order), ties by primary key."""
+    found = sorted(
+        (r for r in records if all(python_says(getattr(r, f), op, v) for f, op, v in where)),
+        key=lambda r: r.id,
+    )
+    if order_by is not None:
+        field = order_by.lstrip("-")
+        found.sort(
+            key=lambda r: INDEXES[field].encode(getattr(r, field)), reverse=order_by[0] == "-"
+        )
+    page = found[skip:] if limit is None else found[skip : skip + limit]
+    return [r.id for r in page]
+
+
+def _where(triples: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    return {field if op == "eq" else f"{field}__{op}": value for field, op, value in triples}
+
+
+shelves = st.lists(
+    st.tuples(
+        st.text(max_size=4) | st.sampled_from(["", "\x00", "a:b", "\U0010ffff"]),
+        st.fixed_dictionaries({f: st.sampled_from(pool) for f, pool in POOLS.items()}),
+    ),
+    max_size=25,
+    unique_by=lambda pair: pair[0],
+)
+orders = st.none() | st.sampled_from(
+    [name for name, index in INDEXES.items() if index.ordered]
+).flatmap(lambda name: st.sampled_from([name, "-" + name]))
+pages = st.tuples(st.integers(0, 6), st.none() | st.integers(1, 8))
+
+
+@settings(
+    max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=shelves, queries=st.lists(st.tuples(conditions(), orders, pages), min_size=1, max_size=4)
+)
+async def test_a_query_gives_what_a_full_scan_gives(
+    store: Store, data: list[tuple[str, dict[str, Any]]], queries: list[Any]
+) -> None:
+    store.register_model(Shelf)
+    await Shelf.delete()
+    records = [Shelf(id=pk, **values) for pk, values in data]
+    await Shelf.insert(records)
+    for where, order_by, (skip, limit) in queries:
+        expected = full_scan(records, where, order_by, skip, limit)
+        found = await Shelf.select(where=_where(where), order_by=order_by, skip=skip, limit=limit)
+        assert [s.id for s in found or []] == expected, (where, order_by, skip, limit)
+        assert await Shelf.count(where=_where(where)) == len(
+            full_scan(records, where, None, 0, None)
+        )
+    await Shelf.delete()
+
+
+# The issue's own examples, on a plain model.
+
+
+class Book(Model):
+    _primary_key_field: str = "title"
+    title: str
+    author: Annotated[str, Indexed()]
+    published_on: Annotated[date, Indexed()]
+    in_stock: Annotated[bool, Indexed()] = True
+    rating: Annotated[float, Indexed()] = 0.0
+
+
+BOOKS = [
+    Book(title="Oliver Twist", author="Charles Dickens", published_on=date(1838, 4, 1)),
+    Book(title="Great Expectations", author="Charles Dickens", published_on=date(1861, 8, 1)),
+    Book(title="Jane Eyre", author="Charlotte Bronte", published_on=date(1847, 10, 16)),
+    Book(title="Wuthering Heights", author="Emily Bronte", published_on=date(1847, 12, 1)),
+]
+BOOKS[0].in_stock = BOOKS[2].in_stock = False
+
+
+@pytest.fixture
+async def books(store: Store) -> list[Book]:
+    store.register_model(Book)
+    await Book.insert(BOOKS)
+    return BOOKS
+
+
+def titles(found: list[Any] | None) -> list[str]:
+    return [item["title"] if isinstance(item, dict) else item.title for item in found or []]
+
+
+async def test_each_operator(books: list[Book]) -> None:
+    assert titles(await Book.select(where={"author": "Charles Dickens"})) == [
+        "Great Expectations",
+        "Oliver Twist",
+    ]
+    bronte = await Book.select(where={"author__in": ["Emily Bronte", "Charlotte Bronte"]})
+    assert titles(bronte) == ["Jane Eyre", "Wuthering Heights"]
+    forties = {"published_on__gte": date(1840, 1, 1), "published_on__lt": date(1850, 1, 1)}
+    assert titles(await Book.select(where=forties)) == ["Jane Eyre", "Wuthering Heights"]
+    page = await Book.select(
+        where={"author__startswith": "Charl", "in_stock": True},
+        order_by="-published_on",
+        skip=0,
+        limit=20,
+        columns=["title"],
+    )
+    assert page == [{"title": "Great Expectations"}]
+    assert await Book.count(where={"in_stock": False}) == 2
+    assert await Book.select(where={"author": "Nobody"}) is None
+    assert await Book.delete(where={"in_stock": False}) == 2
+    assert titles(await Book.select()) == ["Great Expectations", "Wuthering Heights"]
+
+
+async def test_order_by_and_pages(books: list[Book]) -> None:
+    assert titles(await Book.select(order_by="published_on")) == [
+        "Oliver Twist",
+        "Jane Eyre",
+        "Wuthering Heights",
+        "Great Expectations",
+    ]
+    assert titles(await Book.select(order_by="-published_on", skip=1, limit=2)) == [
+        "Wuthering Heights",
+        "Jane Eyre",
+    ]
+    # Ties (every rating is 0.0) in primary-key order, descending or not.
+    assert titles(await Book.select(order_by="-rating", limit=3)) == titles(
+        await Book.select(limit=3)
+    )
+
+
+# Every write path keeps the indexes exact, in the same call as the record.
+
+
+class Task(AutoModel):
+    _primary_key_field: str = "id"
+    id: str
+    owner: Annotated[str, Indexed()]
+    done: Annotated[bool, Indexed()] = False
+    priority: Annotated[int, Indexed()] = 0
+
+
+async def _owners(**where: Any) -> list[str]:
+    return [t.id for t in await Task.select(where=where) or []]
+
+
+async def test_every_write_path_moves_the_index_entries(store: Store, raw: redis.Redis) -> None:
+    store.register_model(Task)
+    a = Task(id="a", owner="ann")  # automatic write of a whole record
+    b = Task(id="b", owner="bob", _auto_save=False)
+    await Task.insert(b)  # insert
+    assert await _owners(owner="ann") == ["a"]
+    a.owner = "bob"  # automatic field update: the entry moves
+    assert await _owners(owner="ann") == []
+    assert await _owners(owner="bob") == ["a", "b"]
+    b.set_auto_sync(False)
+    b.priority = 5
+    await b.save()  # save
+    assert await _owners(priority__gte=5) == ["b"]
+    async with b.update():  # update()
+        b.done = True
+        b.priority = 1
+    assert await _owners(done=True, priority=1) == ["b"]
+    assert await _owners(priority__gte=5) == []
+    await Task.delete(ids=["a"])  # delete
+    assert await _owners(owner="bob") == ["b"]
+    await Task.insert(Task(id="t", owner="tmp", _auto_save=False), life_span_seconds=0.1)
+    assert await _owners(owner="tmp") == ["t"]
+    await asyncio.sleep(0.25)  # expiry
+    assert await _owners(owner="tmp") == []
+    assert await Task.count(where={"owner": "tmp"}) == 0
+
+
+async def test_versioned_writes_move_the_entries_too(store: Store) -> None:
+    class Ticket(Model):
+        _primary_key_field: str = "id"
+        _version_field: str = "version"
+        id: str
+        state: Annotated[str, Indexed()] = "open"
+        version: int = 0
+
+    store.register_model(Ticket)
+    ticket = Ticket(id="t1")
+    await ticket.save()
+    stale = (await Ticket.select(ids=["t1"]) or [])[0]
+    ticket.state = "closed"
+    await ticket.save()
+    stale.state = "rejected"
+    with pytest.raises(ConflictError):
+        await stale.save()  # refused: its entry does not move either
+    assert [t.id for t in await Ticket.select(where={"state": "closed"}) or []] == ["t1"]
+    assert await Ticket.select(where={"state": "rejected"}) is None
+
+
+async def test_a_query_never_returns_a_record_that_does_not_meet_it_while_others_write(
+    store: Store,
+) -> None:
+    store.register_model(Task)
+    tasks = [Task(id=f"t{i:03d}", owner="o", _auto_save=False) for i in range(300)]
+    await Task.insert(tasks)
+    writing = True
+
+    async def writer() -> None:
+        nonlocal writing
+        rng = random.Random(7)
+        for task in rng.choices(tasks, k=300):
+            async with task.update():  # each flip its own call, between the reader's calls
+                task.done = not task.done
+        writing = False
+
+    running = asyncio.create_task(writer())
+    queries = 0
+    while writing:
+        for order_by in (None, "-priority"):
+            found = await Task.select(where={"done": True}, order_by=order_by) or []
+            assert all(task.done for task in found)
+            queries += 1
+    await running
+    assert queries > 5
+    assert await _owners(done=True) == sorted(t.id for t in tasks if t.done)
+
+
+# Bad questions: clear errors, never a silent full scan.
+
+
+async def test_bad_conditions_name_the_field_and_what_is_indexed(books: list[Book]) -> None:
+    with pytest.raises(InvalidInputError, match=r"'title' is not an indexed field.*author"):
+        await Book.select(where={"title": "x"})
+    with pytest.raises(InvalidInputError, match="unknown operator 'like'"):
+        await Book.select(where={"author__like": "x"})
+    with pytest.raises(InvalidInputError, match=r"Book\.published_on.*not a valid value"):
+        await Book.count(where={"published_on": "yesterday"})
+    with pytest.raises(InvalidInputError, match="order_by='title' is not an indexed field"):
+        await Book.select(order_by="title")
+    with pytest.raises(InvalidInputError, match="cannot be combined"):
+        await Book.select(ids=["Jane Eyre"], where={"in_stock": True})
+    with pytest.raises(InvalidInputError, match="not an indexed field"):
+        await Book.delete(where={"title": "Jane Eyre"})
+    assert await Book.count() == 4  # nothing was deleted
+
+
+def test_a_type_that_cannot_be_indexed_is_refused_at_registration(store: Store) -> None:
+    class Bad(Model):
+        _primary_key_field: str = "id"
+        id: str
+        tags: Annotated[list[str], Indexed()] = []
+
+    with pytest.raises(ConfigurationError, match=r"Bad\.tags: .*cannot be indexed"):
+        store.register_model(Bad)
+
+
+# Indexes added to a model that has records already.
+
+
+class Plain(Model):
+    _primary_key_field: str = "id"
+    _table_name: str = "gadget"
+    id: str
+    kind: str = ""
+
+
+class Indexed1(Model):
+    _primary_key_field: str = "id"
+    _table_name: str = "gadget"
+    id: str
+    kind: Annotated[str, Indexed()] = ""
+
+
+async def test_an_index_added_later_is_refused_until_built_then_exact(store: Store) -> None:
+    store.register_model(Plain)
+    await Plain.insert([Plain(id=f"g{i:04d}", kind=f"k{i % 3}") for i in range(1_200)])
+    store.unregister_model(Plain)
+    store.register_model(Indexed1)  # the same records, now with `kind` indexed
+    await Indexed1.insert(Indexed1(id="new", kind="k0"))  # indexed as it is written
+    with pytest.raises(IndexNotReadyError, match="Indexed1: the index of kind is not ready"):
+        await Indexed1.select(where={"kind": "k0"})
+    assert await Indexed1.build_indexes() == {"kind": 1_201}
+    assert await Indexed1.count(where={"kind": "k0"}) == 401
+    assert await Indexed1.build_indexes() == {}  # built: nothing to do
+    # A new store (a new process) knows it is built.
+    store.unregister_model(Indexed1)
+    other = Store(name="other", redis_config=store.redis_config)
+    other.register_model(Indexed1)
+    assert len(await Indexed1.select(where={"kind": "k2"}) or []) == 400
+    await other.close()
+
+
+async def test_a_build_cut_short_is_finished_by_the_next_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register_model(Plain)
+    await Plain.insert([Plain(id=f"g{i:04d}", kind="k") for i in range(3_000)])
+    store.unregister_model(Plain)
+    store.register_model(Indexed1)
+    build_page = IndexState._build_page
+    pages = 0
+
+    async def crash_after_two_pages(self: IndexState, *args: Any) -> int:
+        nonlocal pages
+        pages += 1
+        if pages > 2:
+            raise RuntimeError("the process was killed")
+        return await build_page(self, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(IndexState, "_build_page", crash_after_two_pages)
+        with pytest.raises(RuntimeError, match="killed"):
+            await Indexed1.build_indexes()
+    with pytest.raises(IndexNotReadyError, match="build_indexes\\(\\) has not finished"):
+        await Indexed1.count(where={"kind": "k"})
+    assert await Indexed1.build_indexes() == {"kind": 3_000}
+    assert await Indexed1.count(where={"kind": "k"}) == 3_000
+
+
+async def test_a_new_model_needs_no_build(store: Store) -> None:
+    store.register_model(Book)
+    await Book.insert(BOOKS)  # every record written with its entries: complete at once
+    assert await Book.count(where={"in_stock": True}) == 2
+
+
+async def test_removing_an_index_drops_its_keys(store: Store, raw: redis.Redis) -> None:
+    store.register_model(Indexed1)
+    await Indexed1.insert([Indexed1(id="a", kind="x")])
+    assert await Indexed1.count(where={"kind": "x"}) == 1
+    store.unregister_model(Indexed1)
+    store.register_model(Plain)
+    await Plain.build_indexes()  # `kind` is no longer indexed: its keys go
+    assert [k for k in raw.keys("gadget:*") if "kind" in k] == []
+    assert await Plain.select() == [Plain(id="a", kind="x")]
