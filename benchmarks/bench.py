@@ -641,8 +641,11 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {side}: {fmt(alone)} alone, {fmt(busy)} crowded ({busy / alone:.2f}x)")
         print()
         from benchmarks.migrate import print_section  # imports this module
+        from benchmarks.queries import print_section as print_queries
 
         await print_section(url, big, min(args.repeat, 3))
+        print()
+        await print_queries(url, big, min(args.repeat, 3))
     finally:
         await bench.close()
         if server is not None:

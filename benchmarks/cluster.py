@@ -33,6 +33,7 @@ import redis.asyncio.cluster
 from tests.servers import LocalCluster, RedisServer
 
 from benchmarks.bench import Book, RefBook, book_fields, fmt, ref_load, ref_mapping
+from benchmarks.queries import print_cluster_section
 from pydantic_aioredis import RedisConfig, Store
 
 Timings = dict[str, list[float]]
@@ -163,6 +164,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"{args.n:,} / {args.n:,}",
             ),
         }
+        print("On the 3-master cluster:")
+        await print_cluster_section(cluster.ports, args.n, args.repeat)
+        print()
     print(
         "| setup | bulk insert, records/s (min-max) | select all, records/s (min-max) "
         "| calls sent, insert / select |"

@@ -117,6 +117,7 @@ class HashCodec(Generic[M]):
                 "stored (a record holds the declared fields); declare them as fields instead"
             )
         self._serializer = model.__pydantic_serializer__
+        self._computed = set(model.model_computed_fields) or None
         self._fallback = _override(model, "json_default")
         self._object_hook = _override(model, "json_object_hook")
         self._many: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
@@ -188,24 +189,40 @@ class HashCodec(Generic[M]):
             return list(self.names)
         return [name for name, old, new in zip(self.names, before, after) if old != new]
 
-    def encode_value(self, name: str, value: Any) -> str:
-        """The stored text of one field value given by a caller (a primary key).
+    def key_text(self, name: str, instance: M) -> str:
+        """The text a primary key field's value has in keys: its JSON form, bare when that
+        is a string (as the field's own serializers make it).
 
         Raises:
-            InvalidInputError: The value is not valid for the field.
+            SerializationError: The value cannot be stored.
+        """
+        dump = self._special.get(name)
+        data = self._dump(instance, {name})[name] if dump is None else dump(instance)
+        if type(data) is str:
+            if not data.isascii():
+                _check_utf8(self.name, name, data)
+            return data
+        text = self._text(name, data, False)
+        return text if isinstance(text, str) else text.decode()
+
+    def key_of_value(self, name: str, value: Any) -> str:
+        """`key_text` of a value given by a caller (an id): validated as the field
+        declares, then serialized as a record holding it would be.
+
+        Raises:
+            InvalidInputError: The value is not valid for the field, or cannot be stored.
         """
         adapter = self._column_adapter(name)
         try:
-            data = adapter.dump_python(adapter.validate_python(value), mode="json")
-            text = self._text(name, data, self._raw_by_name[name])
+            validated = adapter.validate_python(value)
+            return self.key_text(name, self.model.model_construct(**{name: validated}))
         except ValidationError as exc:
             raise InvalidInputError(
                 f"{self.name}.{name}: {value!r} is not a valid value: {exc.errors()[0]['msg']}"
             ) from None
-        except (SerializationError, PydanticSerializationError, ValueError, TypeError) as exc:
+        except Exception as exc:
             problem = f"{self.name}.{name}: {value!r} cannot be used: {exc}"
             raise InvalidInputError(problem) from None
-        return text if isinstance(text, str) else text.decode()
 
     def is_plain_str(self, name: str) -> bool:
         """Whether the field is a bare `str` that pydantic takes as it is (no constraint,
@@ -216,22 +233,29 @@ class HashCodec(Generic[M]):
             info.annotation is str
             and not info.metadata
             and not _field_validators(self.model, name)
+            and self._raw_by_name[name]  # no serializer of its own either
             and not any(config.get(option) for option in _STRING_OPTIONS)
         )
+
+    def is_stored_raw(self, name: str) -> bool:
+        """Whether the field's stored text is its bare string (see the module's docstring)."""
+        return self._raw_by_name[name]
 
     def _dump(self, instance: M, include: set[str] | None) -> dict[str, Any]:
         # warnings="error": a value of the wrong type (assigned without
         # validate_assignment) is refused here rather than stored unreadable.
+        # Computed fields are not stored: excluded, they are not computed either.
         try:
             data: dict[str, Any] = self._serializer.to_python(
                 instance,
                 mode="json",
                 by_alias=False,
                 include=include,
+                exclude=self._computed,
                 fallback=self._fallback,
                 warnings="error",
             )
-        except (PydanticSerializationError, ValueError, TypeError) as exc:
+        except Exception as exc:  # a serializer of the user's may raise anything
             raise self._serialization_error(instance, exc) from exc
         return data
 
@@ -246,10 +270,13 @@ class HashCodec(Generic[M]):
     def _secret_dumper(self, name: str, annotation: Any) -> Callable[[M], Any]:
         # A secret is stored as its value (Redis is where it is kept), read back as a secret.
         inner: Any = _secret_type(annotation)
-        adapter: TypeAdapter[Any] = TypeAdapter(inner | None)
+        optional = _secret_type(annotation) is not None and _is_optional(annotation)
+        adapter: TypeAdapter[Any] = TypeAdapter(inner | None if optional else inner)
 
         def dump(instance: M) -> Any:
             secret = getattr(instance, name)
+            if secret is None and not optional:  # assigned without validate_assignment
+                raise SerializationError(f"{self.name}.{name} cannot be None: it is no Optional")
             value = None if secret is None else secret.get_secret_value()
             return self._dump_one(name, adapter, value)
 
@@ -260,7 +287,7 @@ class HashCodec(Generic[M]):
             return adapter.dump_python(
                 value, mode="json", fallback=self._fallback, warnings="error"
             )
-        except (PydanticSerializationError, ValueError, TypeError) as exc:
+        except Exception as exc:
             raise SerializationError(f"{self.name}.{name} cannot be serialized: {exc}") from exc
 
     def _text(self, name: str, value: Any, raw: bool, instance: M | None = None) -> str | bytes:
@@ -291,7 +318,7 @@ class HashCodec(Generic[M]):
                 self._serializer.to_python(
                     instance, mode="json", include={name}, fallback=self._fallback, warnings="error"
                 )
-            except (PydanticSerializationError, ValueError, TypeError) as field_exc:
+            except Exception as field_exc:
                 return SerializationError(f"{self.name}.{name} cannot be serialized: {field_exc}")
         return SerializationError(f"{self.name} cannot be serialized: {exc}")
 
@@ -346,7 +373,13 @@ class HashCodec(Generic[M]):
                 if required:
                     raise CorruptRecordError(self.name, key_of(pk), name, "the field is missing")
                 continue  # an optional field added to the model later: use its default
-            parts.append(json_key + (encode_basestring(value) if raw else value))
+            if raw:
+                value = encode_basestring(value)
+            elif "," in value or ":" in value or "}" in value or "]" in value:
+                # Spliced into a document of the whole record: text another program stored
+                # (`"eve","is_admin":true`) must be one JSON value, not a way to add fields.
+                _check_one_json_value(self.name, key_of(pk), name, value)
+            parts.append(json_key + value)
         return "{" + ",".join(parts) + "}"
 
     def _validate_one(
@@ -475,7 +508,14 @@ class HashCodec(Generic[M]):
         info = self.model.model_fields[name]
         if info.is_required():
             raise CorruptRecordError(self.name, key_of(pk), name, "the field is missing")
-        return info.get_default(call_default_factory=True, validated_data={})
+        try:
+            return info.get_default(call_default_factory=True, validated_data={})
+        except Exception as exc:  # a default_factory that reads the other fields
+            raise InvalidInputError(
+                f"{self.name}.{name} is missing from record {key_of(pk)!r} and its "
+                f"default_factory needs the rest of the record ({type(exc).__name__}: {exc}): "
+                "select whole records"
+            ) from exc
 
     def _column_adapter(self, name: str) -> TypeAdapter[Any]:
         adapter = self._column_adapters.get(name)
@@ -603,6 +643,20 @@ def _check_nested_text(model_name: str, field: str, value: Any, depth: int = 0) 
             _check_nested_text(model_name, field, item, depth + 1)
     elif hasattr(value, "__dict__") and depth < 50:
         _check_nested_text(model_name, field, vars(value), depth + 1)
+
+
+def _is_optional(annotation: Any) -> bool:
+    if get_origin(annotation) not in (typing.Union, types.UnionType):
+        return False
+    return type(None) in get_args(annotation)
+
+
+def _check_one_json_value(model_name: str, key: str, field: str, value: str) -> None:
+    try:
+        from_json(value)
+    except ValueError as exc:
+        problem = f"invalid JSON ({exc}): {value[:80]!r}"
+        raise CorruptRecordError(model_name, key, field, problem) from None
 
 
 def _check_stored_text(model_name: str, key: str, field: str, value: str) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "connect_async",
     "connect_sync",
     "is_cluster",
+    "is_transient",
     "pool_size",
     "run_calls",
     "run_calls_sync",
@@ -410,6 +411,39 @@ def _route(client: AsyncClient, call: ScriptCall) -> dict[str, Any]:
         return {"target_nodes": client.get_node_from_key(call.keys[0])}
     except RedisClusterException:  # no map of the slots (yet): redis-py routes the call
         return {}
+
+
+# Failures that may pass: the connection, the time, a server loading, busy, out of memory
+# or unable to write to its disk or replicas for now, a cluster moving slots or failing over.
+_TRANSIENT_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError,
+    RedisClusterException,
+)
+_TRANSIENT_REPLIES = (
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MISCONF",
+    "NOREPLICAS",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a call that failed with `error` may succeed if sent again later."""
+    cause = error.__cause__ if isinstance(error, RedisOperationError) else error
+    if isinstance(cause, _TRANSIENT_ERRORS):
+        return True
+    return isinstance(cause, ResponseError) and str(cause).startswith(_TRANSIENT_REPLIES)
 
 
 def _failure(exc: Exception) -> RedisOperationError:

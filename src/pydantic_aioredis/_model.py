@@ -13,7 +13,15 @@ instances with equal field values compare equal whatever their flags.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, overload
@@ -244,13 +252,20 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         if name in _FLAG_ATTRIBUTES:  # `book._auto_sync = False`, per instance
             self._set_flag(_SAVE if name == "_auto_save" else _SYNC, value)
             return
-        _base_setattr(self, name, value)
         try:
             state = self._pa_state
         except AttributeError:  # built by model_validate or copied: no automatic saving
+            _base_setattr(self, name, value)
             return
         # Inside update() nothing is queued: the block writes what differs when it ends.
-        if state & _SYNC and not state & _BATCH and name in self.__pydantic_fields__:
+        if not (state & _SYNC and not state & _BATCH and name in self.__pydantic_fields__):
+            _base_setattr(self, name, value)
+        elif name == self._primary_key_field:
+            old = self.__dict__.get(name)
+            _base_setattr(self, name, value)
+            self._queue_key_change(old)
+        else:
+            _base_setattr(self, name, value)
             self._queue_changes((name,))
 
     def _automatic_table(self) -> ModelTable[Any]:
@@ -286,12 +301,23 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
 
     def _queue_changes(self, names: Collection[str]) -> None:
         table = self._automatic_table()
+        table.store.pending.add_fields(table, table.primary_key(self), self, names)
+        table.store.pending.schedule()
+
+    def _queue_key_change(self, old_value: Any) -> None:
+        """The primary key was assigned: the same key is a field update like any other (a
+        record that is gone stays gone); a new key names a new record, written whole, and
+        what is queued for the old one keeps the values it had until now."""
+        table = self._automatic_table()
         pending = table.store.pending
         pk = table.primary_key(self)
-        if table.pk_field in names:
-            pending.add_whole(table, pk, self)  # a new primary key names a new record
+        old_pk = table.key_of(old_value)
+        if old_pk == pk:
+            pending.add_fields(table, pk, self, (table.pk_field,))
         else:
-            pending.add_fields(table, pk, self, names)
+            if old_pk is not None:
+                pending.freeze(table, old_pk, self)
+            pending.add_whole(table, pk, self)
         pending.schedule()
 
     # -- automatic-saving flags ----------------------------------------------------------
@@ -351,7 +377,15 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             SerializationError: A value cannot be stored (nothing is written).
             RedisOperationError: Redis failed.
         """
-        instances = [data] if isinstance(data, Model) else list(data)
+        if isinstance(data, Model):
+            instances = [data]
+        elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, Mapping)):
+            instances = list(data)
+        else:
+            raise InvalidInputError(
+                f"{cls.__name__}.insert expects an instance or a list of them, "
+                f"got {type(data).__name__}"
+            )
         for instance in instances:
             if not isinstance(instance, cls):
                 raise InvalidInputError(
@@ -540,6 +574,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             SerializationError: A value cannot be stored; nothing was written.
         """
         table = _table_of(type(self))  # fail before the block runs, not after
+        if table.store.pending:  # queued writes read the instance when sent: not mid-block
+            await table.store.flush()
         state = self._get_state()
         if state & _BATCH:
             if self._pa_batch.task is not asyncio.current_task():

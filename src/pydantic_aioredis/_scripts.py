@@ -262,8 +262,9 @@ def _script(name: str, body: str, *parts: str) -> LuaScript:
 # the record's TTL), n values, one encoding per indexed field. Returns the number of records
 # written, or -1 when the mode's condition does not hold (nothing was written). Modes: 'set'
 # writes, 'nx' only if none of the records exists, 'xx' only if all of them exist,
-# 'cas:<field>' only if each record's stored <field> (0 when absent) is one less than the
-# value being written: the optimistic-concurrency check of a version field.
+# 'cas:<field>:<version>' only if each record's stored <field> is the text <version> ('0'
+# when the record or the field is absent): the optimistic-concurrency check of a version
+# field. Versions are compared as text, since Lua's numbers are doubles, exact only to 2^53.
 # Every key's type is checked before anything is written, so that a bad key fails the call
 # whole instead of leaving half of the records written.
 WRITE_RECORDS = _script(
@@ -275,8 +276,8 @@ local err = check_shard()
 if err then return err end
 local mode, n = ARGV[4], tonumber(ARGV[5])
 local first, stride = 6 + n, 2 + n + nfields
-local version_at  -- with 'cas:<field>', the position of <field> among the fields
-local version_field = string.match(mode, '^cas:(.+)$')
+local version_at  -- with 'cas:<field>:<version>', the position of <field> among the fields
+local version_field, expected = string.match(mode, '^cas:([^:]+):(.*)$')
 for j = 1, n do
   if ARGV[5 + j] == version_field then version_at = j end
 end
@@ -291,9 +292,8 @@ for i = first, #ARGV, stride do
   if (mode == 'nx' and existed[r]) or (mode == 'xx' and not existed[r]) then
     return remember(-1)
   end
-  if version_at then
-    local stored = tonumber(redis.call('HGET', key, ARGV[5 + version_at])) or 0
-    if stored ~= tonumber(ARGV[i + 1 + version_at]) - 1 then return remember(-1) end
+  if version_at and (redis.call('HGET', key, ARGV[5 + version_at]) or '0') ~= expected then
+    return remember(-1)
   end
 end
 -- Records of a shard have TTLs only if its expiry set exists: without one, a write that

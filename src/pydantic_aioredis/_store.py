@@ -99,6 +99,11 @@ class Store:
         self.life_span_in_seconds = life_span_in_seconds
         self.models: dict[str, type[Model]] = {}
         self._tables: dict[type[Model], ModelTable[Any]] = {}
+        if redis_store is not None and not isinstance(redis_store, AsyncClient):
+            raise ConfigurationError(
+                f"Store(redis_store=...) takes a redis.asyncio.Redis or RedisCluster client, "
+                f"not {type(redis_store).__module__}.{type(redis_store).__name__}"
+            )
         self._injected = redis_store
         # On a cluster, models lay their keys out in buckets (see `_keys`).
         self.cluster = is_cluster(redis_store) if redis_store else self.redis_config.cluster
@@ -179,6 +184,12 @@ class Store:
                     f"overlaps {other_model.__name__}'s {other.keys.namespace!r}; give one of "
                     "them another _table_name or _redis_prefix"
                 )
+        namesake = self.models.get(name.lower())
+        if namesake is not None and namesake is not model_class:
+            raise ConfigurationError(
+                f"store {self.name!r} has a model named {namesake.__name__} already; "
+                "store.model() finds models by name, so names must differ within a store"
+            )
         self._tables[model_class] = table
         self.models[name.lower()] = model_class
         bind_table(model_class, table)
@@ -421,9 +432,9 @@ MAX_LIFE_SPAN_SECONDS = 100 * 365.25 * 24 * 3600
 def _life_span_ms(seconds: Any) -> int:
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise InvalidInputError(f"a life span is a number of seconds, not {seconds!r}")
-    if not (0 < seconds <= MAX_LIFE_SPAN_SECONDS):  # NaN fails this test too
+    if not (0.001 <= seconds <= MAX_LIFE_SPAN_SECONDS):  # NaN fails this test too
         raise InvalidInputError(
-            f"a life span must be more than 0 and at most {MAX_LIFE_SPAN_SECONDS:.0f} seconds "
+            f"a life span must be from 0.001 to {MAX_LIFE_SPAN_SECONDS:.0f} seconds "
             f"(100 years), not {seconds!r}"
         )
     return max(1, round(seconds * 1000))

@@ -14,7 +14,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._codec import HashCodec
-from ._exceptions import ConflictError, CorruptRecordError, InvalidInputError
+from ._connection import is_transient
+from ._exceptions import (
+    ConflictError,
+    CorruptRecordError,
+    InvalidInputError,
+    RedisOperationError,
+    SerializationError,
+)
 from ._index_state import IndexState
 from ._indexes import field_indexes
 from ._keys import KeySpace, Shard
@@ -116,6 +123,7 @@ class ModelTable(Generic[M]):
         self.pk_field: str = model._primary_key_field
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_plain_str = self.codec.is_plain_str(self.pk_field)
+        self._pk_is_raw = self.codec.is_stored_raw(self.pk_field)
         self._fields_header = (len(self.codec.names), *self.codec.names)
         self.index_state = IndexState(self)
         self.queries = QueryRunner(self)
@@ -130,8 +138,14 @@ class ModelTable(Generic[M]):
         value = getattr(instance, self.pk_field)
         if self._pk_is_plain_str and type(value) is str:
             return self.keys.check_primary_key(value)
-        text = self.codec.encode_fields(instance, (self.pk_field,))[1]
-        return self.keys.check_primary_key(text if isinstance(text, str) else text.decode())
+        return self.keys.check_primary_key(self.codec.key_text(self.pk_field, instance))
+
+    def key_of(self, value: Any) -> str | None:
+        """The stored primary key of a value of the primary key field, None if it has none."""
+        try:
+            return self.primary_keys([value])[0]
+        except (InvalidInputError, SerializationError):
+            return None
 
     def primary_keys(self, ids: Any) -> list[str]:
         """Caller-given ids (one or many, any form the primary key's type accepts: an
@@ -145,7 +159,7 @@ class ModelTable(Generic[M]):
             if self._pk_is_plain_str and type(value) is str:
                 text = value
             else:
-                text = self.codec.encode_value(self.pk_field, value)
+                text = self.codec.key_of_value(self.pk_field, value)
             keys[self.keys.check_primary_key(text)] = None
         return list(keys)
 
@@ -199,9 +213,12 @@ class ModelTable(Generic[M]):
             InvalidInputError: The primary key cannot name a record.
         """
         values = self.codec.encode(instance)
-        pk = values[self._pk_index]
-        pk = pk if isinstance(pk, str) else pk.decode()
-        return self.keys.check_primary_key(pk), values, self.index_encodings(instance, None)
+        pk = values[self._pk_index]  # a key stored bare is the field's stored text
+        if self._pk_is_raw and isinstance(pk, str):
+            pk = self.keys.check_primary_key(pk)
+        else:
+            pk = self.primary_key(instance)
+        return pk, values, self.index_encodings(instance, None)
 
     def index_encodings(self, instance: M, changed: Iterable[str] | None) -> list[str]:
         """The index encoding of each indexed field ('' for one not in `changed`).
@@ -286,30 +303,48 @@ class ModelTable(Generic[M]):
         """Write a record whole if its stored `field` still holds the instance's version,
         and move both to the next version; raise ConflictError (nothing written) if not.
 
-        The instance's version always ends up matching Redis: if the caller is cancelled
-        while the write is in flight, the write is seen through (it may have landed) and
-        the instance follows its outcome before the cancellation goes on.
+        The instance keeps its version until the write is answered, so that two saves of
+        one instance at once cannot both pass the check. If the caller is cancelled while
+        the write is in flight, the write is seen through (it may have landed) and the
+        instance follows its outcome before the cancellation goes on.
+
+        Raises:
+            ConflictError: The record changed (or was deleted) since it was read.
+            RedisOperationError: Redis failed; the write may or may not have landed.
         """
         version = getattr(instance, field)
         ttl_ms = self.store.ttl_ms(life_span_seconds)
-        instance.__dict__[field] = version + 1  # encoded with the next version
+        instance.__dict__[field] = version + 1  # encoded with the next version...
         try:
-            calls = self.write_calls([self.encode_whole(instance)], ttl_ms, f"cas:{field}")
-        except BaseException:
-            instance.__dict__[field] = version
-            raise
-        written = False
-        try:
-            (reply,), cancelled = await run_to_end(self.store.execute(calls))
-            written = reply == 1
+            encoded = self.encode_whole(instance)
         finally:
-            if not written:
-                instance.__dict__[field] = version
+            instance.__dict__[field] = version  # ...which it takes only once written
+        calls = self.write_calls([encoded], ttl_ms, f"cas:{field}:{_version_text(version)}")
+        (reply,), cancelled = await run_to_end(self._execute_surely(calls))
+        if reply == 1 and getattr(instance, field) == version:
+            instance.__dict__[field] = version + 1
         if cancelled:
             raise asyncio.CancelledError
-        if not written:
+        if reply != 1:
             key = self.keys.record_key(self.primary_key(instance))
             raise ConflictError(self.model.__name__, key, version)
+
+    async def _execute_surely(self, calls: list[ScriptCall]) -> list[Any]:
+        """Execute calls whose outcome the caller must know: after a failure that may pass
+        (a timeout: the first send may have landed), send the same calls once more. Their
+        write tokens make the second send report what the first did, if it ran."""
+        try:
+            return await self.store.execute(calls)
+        except RedisOperationError as exc:
+            if not is_transient(exc):
+                raise
+            try:
+                return await self.store.execute(calls)
+            except RedisOperationError as again:
+                raise RedisOperationError(
+                    f"{again} (the write may or may not have landed: select the record "
+                    "again before saving it)"
+                ) from again.__cause__
 
     async def create(self, instance: M) -> bool:
         """Write a record that does not exist yet; False (nothing written) if it does."""
@@ -341,6 +376,12 @@ class ModelTable(Generic[M]):
             return None
         if isinstance(columns, str):
             columns = [columns]
+        names = list(columns) if isinstance(columns, Iterable) else [columns]
+        if not all(isinstance(name, str) for name in names):
+            raise InvalidInputError(
+                f"{self.model.__name__}.select(columns=...) takes field names, not {columns!r}"
+            )
+        columns = names
         unknown = [name for name in columns if name not in self.model.model_fields]
         if unknown:
             raise InvalidInputError(
@@ -570,7 +611,7 @@ async def run_to_end(work: Awaitable[T]) -> tuple[T, bool]:
     """Await `work` to its end even if the caller is cancelled meanwhile, for a caller
     whose state must follow the work's outcome (a write that may have landed). Returns the
     result and whether a cancellation came in, for the caller to raise once it has caught
-    up with the outcome."""
+    up with the outcome; if the work failed after a cancellation, the cancellation wins."""
     task = asyncio.ensure_future(work)
     cancelled = False
     while True:
@@ -580,3 +621,12 @@ async def run_to_end(work: Awaitable[T]) -> tuple[T, bool]:
             if task.done():  # the work itself was cancelled: there is no outcome to wait for
                 raise
             cancelled = True
+        except Exception:
+            if cancelled:
+                raise asyncio.CancelledError from None
+            raise
+
+
+def _version_text(version: Any) -> str:
+    """A version as the record stores it (an int field: its decimal text)."""
+    return str(int(version))

@@ -36,19 +36,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    MasterDownError,
-    ReadOnlyError,
-    RedisClusterException,
-    ResponseError,
-    TryAgainError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from ._connection import run_calls_sync
+from ._connection import is_transient, run_calls_sync
 from ._exceptions import (
     AutoSaveError,
     InvalidInputError,
@@ -66,20 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["PendingWrites", "QueuedWrite"]
 
 logger = logging.getLogger("pydantic_aioredis")
-
-# Failures that may pass: the connection, the time, a server loading, busy or out of
-# memory, a cluster that is moving slots or failing over.
-_TRANSIENT_ERRORS = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    TryAgainError,
-    ClusterDownError,
-    MasterDownError,
-    ReadOnlyError,
-    RedisClusterException,
-)
-_TRANSIENT_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN")
 
 
 @dataclass(frozen=True)
@@ -111,6 +85,28 @@ class _PendingRecord:
 
     def describe(self) -> str:
         return f"{self.table.model.__name__} {self.pk!r}"
+
+    def encode_fields(self) -> tuple[list[str | bytes], list[str]]:
+        """The field updates owed: `name, value` pairs and index encodings."""
+        live = {n: source for n, source in self.fields.items() if not isinstance(source, _Frozen)}
+        pairs, encodings = self.table.encode_changes(live) if live else ([], [])
+        encodings = encodings or [""] * len(self.table.indexed)
+        frozen = {id(s): s for s in self.fields.values() if isinstance(s, _Frozen)}.values()
+        for values in frozen:
+            pairs += values.pairs
+            encodings = [new or old for old, new in zip(encodings, values.encodings)]
+        return pairs, encodings
+
+
+class _Frozen:
+    """Field values encoded when their instance moved on to another primary key: what is
+    owed to the old record is what the instance held until then."""
+
+    __slots__ = ("encodings", "pairs")
+
+    def __init__(self, pairs: list[str | bytes], encodings: list[str]) -> None:
+        self.pairs = pairs
+        self.encodings = encodings
 
 
 class _Unit:
@@ -147,6 +143,7 @@ class _Flush:
     def __init__(self) -> None:
         self.units: list[_Unit] = []
         self.sent: list[tuple[_PendingRecord, int]] = []  # (record, its version when sent)
+        self.versions: dict[int, int] = {}  # id(record) -> its version when encoded
         self.dropped: list[tuple[_PendingRecord, PydanticAioredisError]] = []
         self.kept: list[_PendingRecord] = []  # a transient failure: sent again later
         self.transient: RedisOperationError | None = None
@@ -242,6 +239,25 @@ class PendingWrites:
         for name in names:
             fields[name] = instance
         record.version += 1
+
+    def freeze(self, table: ModelTable[Any], pk: str, instance: Any) -> None:
+        """Keep the field updates that `instance` owes to record `pk` at their current
+        values: the instance now names another record."""
+        record = self._records.get((id(table), pk))
+        if record is None:
+            return
+        names = [name for name, source in record.fields.items() if source is instance]
+        if not names:
+            return
+        try:
+            frozen = _Frozen(
+                table.codec.encode_fields(instance, names),
+                table.index_encodings(instance, names),
+            )
+        except (SerializationError, InvalidInputError):
+            return  # sent as they are, and refused then
+        for name in names:
+            record.fields[name] = frozen
 
     def _record(self, table: ModelTable[Any], pk: str) -> _PendingRecord:
         key = (id(table), pk)
@@ -347,6 +363,7 @@ class PendingWrites:
         by_table: dict[int, list[_PendingRecord]] = {}
         for record in self._records.values():
             by_table.setdefault(id(record.table), []).append(record)
+            flush.versions[id(record)] = record.version
         for records in by_table.values():
             self._add_units(flush, records)
         return flush
@@ -364,10 +381,10 @@ class PendingWrites:
                     if encoded[0] == record.pk:
                         wholes.append((record, encoded))
                 if record.fields:
-                    pairs, encodings = table.encode_changes(record.fields)
+                    pairs, encodings = record.encode_fields()
                     updates.append((record, (record.pk, pairs, encodings)))
-            except (SerializationError, InvalidInputError) as exc:
-                flush.dropped.append((record, _naming(record, exc)))
+            except Exception as exc:  # a value, a serializer, a computed field...: for good
+                flush.dropped.append((record, _naming(record, _as_library_error(exc))))
                 continue
             flush.sent.append((record, record.version))
         for kind, items in (("whole", wholes), ("fields", updates)):
@@ -397,7 +414,7 @@ class PendingWrites:
     def _account(self, flush: _Flush, unit: _Unit, reply: Any) -> None:
         if not isinstance(reply, BaseException):
             _log_missing(unit, reply)
-        elif _is_transient(reply):
+        elif is_transient(reply):
             flush.transient = _as_operation_error(reply)
             flush.kept += [record for record, _ in unit.records]
         else:
@@ -412,7 +429,9 @@ class PendingWrites:
             if id(record) not in kept and current:
                 del self._records[key]  # else it changed while in flight: send it again
         for record, error in flush.dropped:
-            self._records.pop((id(record.table), record.pk), None)
+            key = (id(record.table), record.pk)
+            if self._records.get(key) is record and record.version == flush.versions[id(record)]:
+                del self._records[key]  # else changed meanwhile: sent again, with new values
             logger.warning(
                 "dropped the automatic write of %s: %s; it could never succeed",
                 record.describe(),
@@ -425,14 +444,14 @@ class PendingWrites:
             self.last_error = None
             return None
         error = AutoSaveError(
-            f"{len(self._records)} automatic write(s) could not be sent and stay "
-            f"queued: {flush.transient}"
+            f"{len(self._records)} automatic write(s) not acknowledged by Redis, kept queued "
+            f"and sent again by the next call: {flush.transient}"
         )
         error.__cause__ = flush.transient.__cause__
         self.last_error = error
         logger.warning(
             "automatic writes of %d record(s) kept queued for a retry: %s",
-            len(flush.kept),
+            len({id(record) for record in flush.kept}),
             flush.transient,
         )
         return error
@@ -472,21 +491,22 @@ def _next_calls(exchange: Exchange, replies: list[Any]) -> list[ScriptCall] | No
 
 
 def _is_permanent(reply: Any) -> bool:
-    return isinstance(reply, BaseException) and not _is_transient(reply)
-
-
-def _is_transient(error: BaseException) -> bool:
-    """Whether a write that failed with `error` may succeed if sent again later."""
-    cause = error.__cause__ if isinstance(error, RedisOperationError) else error
-    if isinstance(cause, _TRANSIENT_ERRORS):
-        return True
-    return isinstance(cause, ResponseError) and str(cause).startswith(_TRANSIENT_REPLIES)
+    return isinstance(reply, BaseException) and not is_transient(reply)
 
 
 def _as_operation_error(error: BaseException) -> RedisOperationError:
     if isinstance(error, RedisOperationError):
         return error
     wrapped = RedisOperationError(f"Redis failed: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _as_library_error(error: Exception) -> PydanticAioredisError:
+    """An error met while encoding a queued write, in the library's terms."""
+    if isinstance(error, PydanticAioredisError):
+        return error
+    wrapped = SerializationError(f"{type(error).__name__}: {error}")
     wrapped.__cause__ = error
     return wrapped
 
