@@ -49,6 +49,7 @@ from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
     from ._connection import SyncClient
+    from ._keys import Shard
     from ._table import ModelTable
 
 __all__ = ["PendingWrites", "QueuedWrite"]
@@ -110,31 +111,30 @@ class _Frozen:
 
 
 class _Unit:
-    """One script call of a flush and the records it carries."""
+    """One script call of a flush and the records it carries (all of one shard)."""
 
-    __slots__ = ("call", "kind", "records", "table")
+    __slots__ = ("call", "kind", "records", "shard", "table")
 
     def __init__(
-        self, table: ModelTable[Any], kind: str, records: list[tuple[_PendingRecord, Any]]
+        self,
+        table: ModelTable[Any],
+        shard: Shard,
+        kind: str,
+        records: list[tuple[_PendingRecord, Any]],
     ) -> None:
         self.table = table
+        self.shard = shard
         self.kind = kind  # "whole" or "fields"
         self.records = records  # (pending record, its encoded form)
-        self.call = self._call()
-
-    def _call(self) -> ScriptCall:
-        table, encoded = self.table, [item for _, item in self.records]
+        encoded = [item for _, item in records]
         ttl_ms = table.store.default_ttl_ms
-        calls = (
-            table.write_calls(encoded, ttl_ms)
-            if self.kind == "whole"
-            else table.update_calls(encoded, ttl_ms)
-        )
-        (call,) = calls  # one shard, at most one chunk: one call
-        return call
+        if kind == "whole":
+            self.call = table.write_call(shard, encoded, ttl_ms)
+        else:
+            self.call = table.update_call(shard, encoded, ttl_ms)
 
     def split(self) -> list[_Unit]:
-        return [_Unit(self.table, self.kind, [record]) for record in self.records]
+        return [_Unit(self.table, self.shard, self.kind, [record]) for record in self.records]
 
 
 class _Flush:
@@ -388,9 +388,10 @@ class PendingWrites:
                 continue
             flush.sent.append((record, record.version))
         for kind, items in (("whole", wholes), ("fields", updates)):
-            for _, group in table.by_shard(items, _pk_of):
+            for shard, group in table.by_shard(items, _pk_of):
                 for start in range(0, len(group), _UNIT_SIZE):
-                    flush.units.append(_Unit(table, kind, list(group[start : start + _UNIT_SIZE])))
+                    chunk = list(group[start : start + _UNIT_SIZE])
+                    flush.units.append(_Unit(table, shard, kind, chunk))
 
     def _exchange(self, flush: _Flush) -> Exchange:
         """Send the units; a unit refused for good is sent again record by record, so
