@@ -25,12 +25,19 @@ Example:
 """
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, overload
 
 from typing_extensions import Self
 
-from .._exceptions import ConfigurationError, InvalidInputError, SerializationError
+from .._exceptions import (
+    ConfigurationError,
+    IndexNotReadyError,
+    InvalidInputError,
+    SerializationError,
+    UnmigratedDataError,
+)
 from .._model import Model, _table_of
 from .._types import Ids
 
@@ -43,15 +50,27 @@ class MissingExtraError(ConfigurationError, ModuleNotFoundError):
 
 
 try:
-    from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
+    from fastapi import (
+        APIRouter,
+        Body,
+        Header,
+        HTTPException,
+        Path,
+        Query,
+        Request,
+        Response,
+        status,
+    )
     from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute
     from pydantic import BaseModel
 
+    from ._crud_filters import ListQuery
     from ._crud_input import (
         KEY_CONVERTOR,
         as_model,
         check_key,
+        differs,
         input_model,
         patched_record,
         printable_route,
@@ -130,6 +149,14 @@ class FastAPIModel(Model):
                 status.HTTP_404_NOT_FOUND, f"{cls.__name__} not found"
             )
         return found
+
+
+# The 503 answers: the detail (the library's error) says what to run.
+_UNMIGRATED = "The records are still in the pydantic-aioredis 1.4 layout: migrate them"
+_NOT_READY = (
+    "An index that the filters or the order need is not built yet (build_indexes()), or "
+    "the records are still in the pydantic-aioredis 1.4 layout"
+)
 
 
 class Deleted(BaseModel):
@@ -226,8 +253,9 @@ class CRUDRouter(APIRouter):
         self.default_limit = min(default_limit, max_limit)
         self.max_limit = max_limit
         self.replace_model = replace_model(model, self.pk_field, version_field)
-        self.update_model = update_model(model, self.pk_field)
-        self.input_model = input_model(model, self.pk_field)
+        self.update_model = update_model(model, self.pk_field, version_field)
+        self.input_model = input_model(model, self.pk_field, version_field)
+        self.list_query = ListQuery(model)
         self._methods: dict[str, list[str]] = {}
         # Item routes first: Starlette's route patterns end in `$`, which also matches
         # before a final newline, so `/book/%0A` must meet `/book/{title}` before `/book/`.
@@ -248,22 +276,28 @@ class CRUDRouter(APIRouter):
     def _route(
         self, path: str, endpoint: Callable[..., Any], method: str, key_in: str, **options: Any
     ) -> None:
-        """Add a route whose bad-input errors from the library become 422 responses: a key
-        it refuses, in the path or the body (`key_in`), or a value it cannot store."""
-        key_name = self.pk_field if key_in == "path" else self.pk_alias
+        """Add a route whose bad-input errors from the library become 422 responses (a key
+        it refuses, in the path or the body (`key_in`), a value it cannot store, a query it
+        cannot run), and whose data not ready to use (an index to build, records to migrate
+        from 1.4) is a 503 that says what to do."""
+        key_name = {"path": self.pk_field, "body": self.pk_alias}.get(key_in)
+        where = [key_in, key_name] if key_name else [key_in]
 
         @functools.wraps(endpoint)
         async def route(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await endpoint(*args, **kwargs)
             except InvalidInputError as exc:
-                raise unprocessable([key_in, key_name], str(exc)) from None
+                raise unprocessable(where, str(exc)) from None
             except SerializationError as exc:  # it names the field
                 raise unprocessable(["body"], str(exc)) from None
+            except (IndexNotReadyError, UnmigratedDataError) as exc:  # they say what to run
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
 
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
             responses[400] = {"description": "The body could not be read"}
+        responses.setdefault(503, {"description": _UNMIGRATED})
         name = f"{endpoint.__name__}_{self.model.__name__}"
         self.add_api_route(path, route, methods=[method], responses=responses, name=name, **options)
         self._methods.setdefault(path, []).append(method)
@@ -322,21 +356,41 @@ class CRUDRouter(APIRouter):
         return Annotated[str | None, Header(alias="If-Match", description=about)]
 
     def _add_list(self) -> None:
-        model = self.model
+        model, query = self.model, self.list_query
 
         async def list_records(
-            skip: Annotated[int, Query(ge=0)] = 0,
-            limit: Annotated[int, Query(ge=1, le=self.max_limit)] = self.default_limit,
+            request: Request, skip: int, limit: int, order_by: str | None = None, **filters: Any
         ) -> list[Any]:
-            return await model.select(skip=skip, limit=limit) or []
+            query.refuse_unknown(request.query_params.keys())
+            where = query.conditions(filters)
+            order = query.order(order_by)
+            found = await model.select(skip=skip, limit=limit, where=where or None, order_by=order)
+            return found or []
 
+        # FastAPI reads an endpoint's parameters from its signature: the filters are known
+        # only now, from the model's indexed fields.
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        page = [
+            inspect.Parameter("request", keyword, annotation=Request),
+            inspect.Parameter("skip", keyword, default=0, annotation=Annotated[int, Query(ge=0)]),
+            inspect.Parameter(
+                "limit",
+                keyword,
+                default=self.default_limit,
+                annotation=Annotated[int, Query(ge=1, le=self.max_limit)],
+            ),
+        ]
+        signature = inspect.Signature([*page, *query.parameters()])
+        list_records.__signature__ = signature  # type: ignore[attr-defined]
         self._route(
             "/",
             list_records,
             "GET",
-            "body",
+            "query",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
+            description=query.description,
+            responses={503: {"description": _NOT_READY}},
         )
 
     async def _read(self, pk: Any) -> Any:
@@ -461,8 +515,10 @@ class CRUDRouter(APIRouter):
     async def _update(self, pk: Any, changes: BaseModel, if_match: str | None) -> Model:
         check_unversioned(self.model, if_match)
         stored = await self._read(pk)
-        updated, names = patched_record(self.model, stored, changes, {self.pk_field: pk})
-        if names and not await _table_of(self.model).update_fields(updated, names):
+        updated = patched_record(self.model, stored, changes, {self.pk_field: pk})
+        # Written whole, as it was validated: writing only the fields sent would combine
+        # two concurrent PATCHes into a record that neither validated. The last one wins.
+        if differs(stored, updated) and not await _table_of(self.model).replace(updated):
             raise self._not_found()  # deleted meanwhile
         return updated
 
@@ -472,9 +528,9 @@ class CRUDRouter(APIRouter):
         stored = await self._read(pk)
         version = getattr(stored, versions.field)
         fixed = {self.pk_field: pk, versions.field: version}
-        updated, names = patched_record(self.model, stored, changes, fixed)
+        updated = patched_record(self.model, stored, changes, fixed)
         versions.check(pk, version, if_match, versions.sent(changes))
-        if names:  # a PATCH that changes nothing writes nothing: the version stays
+        if differs(stored, updated):  # a PATCH that changes nothing keeps the version
             await versions.save(updated, pk, if_match)
         return updated
 
