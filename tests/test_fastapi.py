@@ -372,6 +372,12 @@ def test_example_app_end_to_end(example_app: str) -> None:
         assert (missing.status_code, missing.json()) == (404, {"detail": "Book not found"})
         assert http.patch("/book/The Hobbit", json={"in_stock": True}).json()["in_stock"]
         assert [b["title"] for b in http.get("/book/").json()] == ["The Hobbit"]
+        assert http.post("/book/", json={"title": "Emma", "author": "Jane Austen"}).is_success
+        by_author = http.get("/book/", params={"author": "Jane Austen"}).json()
+        assert [b["title"] for b in by_author] == ["Emma"]
+        recent = http.get("/book/", params={"published_on__gt": "1900-01-01"}).json()
+        assert [b["title"] for b in recent] == ["The Hobbit"]
+        assert http.delete("/book/Emma").status_code == 204
         assert http.delete("/book/The Hobbit").status_code == 204
         assert http.get("/book/").json() == []
         assert http.post("/book/", json={**HOBBIT, "title": "Vol. 1/2"}).status_code == 201

@@ -23,11 +23,11 @@ record.
 
 import inspect
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from fastapi import Query
+from fastapi import Query, Request
 from pydantic import Strict
 from pydantic.fields import FieldInfo
 
@@ -140,6 +140,38 @@ class ListQuery:
             )
         return parameters
 
+    def endpoint(self, default_limit: int, max_limit: int) -> Callable[..., Any]:
+        """The list route's endpoint: a page of the records that meet the filters given,
+        in the order asked."""
+
+        async def list_records(
+            request: Request, skip: int, limit: int, order_by: str | None = None, **filters: Any
+        ) -> list[Any]:
+            self.refuse_unknown(name for name, _ in request.query_params.multi_items())
+            where = self.conditions(filters)
+            order = None if order_by is None else self.orders[order_by]
+            found = await self.model.select(
+                skip=skip, limit=limit, where=where or None, order_by=order
+            )
+            return found or []
+
+        # FastAPI reads an endpoint's parameters from its signature: the filters are known
+        # only now, from the model's indexed fields.
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        page = [
+            inspect.Parameter("request", keyword, annotation=Request),
+            inspect.Parameter("skip", keyword, default=0, annotation=Annotated[int, Query(ge=0)]),
+            inspect.Parameter(
+                "limit",
+                keyword,
+                default=default_limit,
+                annotation=Annotated[int, Query(ge=1, le=max_limit)],
+            ),
+        ]
+        signature = inspect.Signature([*page, *self.parameters()])
+        list_records.__signature__ = signature  # type: ignore[attr-defined]
+        return list_records
+
     def conditions(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The `where` of the filters given, from the endpoint's arguments (each checked
         alone, so that a value `select` refuses is a 422 naming its parameter)."""
@@ -154,10 +186,6 @@ class ListQuery:
                 raise unprocessable(["query", item.parameter], str(exc)) from None
             where[item.condition] = value
         return where
-
-    def order(self, order_by: str | None) -> str | None:
-        """The `order_by` of `select` for the route's `order_by` value."""
-        return None if order_by is None else self.orders[order_by]
 
     def refuse_unknown(self, names: Iterable[str]) -> None:
         """Refuse (422) a query string with a parameter the route does not take, or with a

@@ -25,7 +25,6 @@ Example:
 """
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, overload
 
@@ -56,8 +55,6 @@ try:
         Header,
         HTTPException,
         Path,
-        Query,
-        Request,
         Response,
         status,
     )
@@ -170,7 +167,8 @@ class CRUDRouter(APIRouter):
 
     | route                  | does                              | status codes                  |
     | ---------------------- | --------------------------------- | ----------------------------- |
-    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`)    | 200, 422                      |
+    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`),   | 200, 422                      |
+    |                        | filtered and ordered              |                               |
     | `GET {prefix}/{pk}`    | one record                        | 200, 404                      |
     | `POST {prefix}/`       | create                            | 201, 409, 422                 |
     | `PUT {prefix}/{pk}`    | replace                           | 200, 404, 412, 422 (409, 428) |
@@ -180,7 +178,14 @@ class CRUDRouter(APIRouter):
 
     Request bodies are validated by pydantic (422 with its details). The primary key is
     taken from the path, which holds the rest of the URL (`/book/a/b` is the record `a/b`):
-    a key in a PUT or PATCH body must be the same, so it cannot be changed.
+    a key in a PUT or PATCH body must be the same, so it cannot be changed. A PATCH writes
+    the record whole, as validated, and nothing if it equals the stored one.
+
+    The list takes the model's indexed fields as filters and orders:
+    `GET /book/?author=Jane%20Austen&published_on__gte=1811-01-01&order_by=-published_on`
+    (operators `__in`, repeated, `__gt`, `__gte`, `__lt`, `__lte`, `__startswith`, as for
+    `select(where=...)`); an unknown or invalid parameter is 422, an index not built yet
+    503. Every route answers 503 while the model's records are in the 1.4 layout.
 
     For a model with a `_version_field`, GET, POST, PUT and PATCH answer the record's
     version as an `ETag`; PUT and PATCH write only if the version they name (in an
@@ -204,6 +209,11 @@ class CRUDRouter(APIRouter):
         delete_all_route: True switches `DELETE {prefix}/` on (off by default).
         **options: Passed on to `APIRouter`.
 
+    Raises:
+        NotRegisteredError: The model is not registered with a store.
+        ConfigurationError: An indexed field's filter would have the name of one of the
+            list route's own parameters (`skip`, `limit`, `order_by`).
+
     Attributes:
         model: The model whose records the routes serve.
         pk_field: The name of its primary key field, the last part of the item routes' path.
@@ -212,9 +222,10 @@ class CRUDRouter(APIRouter):
         default_limit: The page size of `GET {prefix}/` without `limit` (at most `max_limit`).
         max_limit: The largest `limit` accepted.
         input_model: The body of `POST`: the model, with a string primary key that may not be
-            empty (a URL cannot address the empty key).
+            empty (a URL cannot address the empty key), and a version that is not negative.
         replace_model: The body of `PUT`: every field but the primary key.
         update_model: The body of `PATCH`: every field but the primary key, each optional.
+        list_query: The filters and orders the list route takes (from the indexed fields).
         versions: For a model with a `_version_field`, how the routes check and answer
             versions (ETag, If-Match, the version in the body); None for other models.
     """
@@ -356,40 +367,15 @@ class CRUDRouter(APIRouter):
         return Annotated[str | None, Header(alias="If-Match", description=about)]
 
     def _add_list(self) -> None:
-        model, query = self.model, self.list_query
-
-        async def list_records(
-            request: Request, skip: int, limit: int, order_by: str | None = None, **filters: Any
-        ) -> list[Any]:
-            query.refuse_unknown(request.query_params.keys())
-            where = query.conditions(filters)
-            order = query.order(order_by)
-            found = await model.select(skip=skip, limit=limit, where=where or None, order_by=order)
-            return found or []
-
-        # FastAPI reads an endpoint's parameters from its signature: the filters are known
-        # only now, from the model's indexed fields.
-        keyword = inspect.Parameter.KEYWORD_ONLY
-        page = [
-            inspect.Parameter("request", keyword, annotation=Request),
-            inspect.Parameter("skip", keyword, default=0, annotation=Annotated[int, Query(ge=0)]),
-            inspect.Parameter(
-                "limit",
-                keyword,
-                default=self.default_limit,
-                annotation=Annotated[int, Query(ge=1, le=self.max_limit)],
-            ),
-        ]
-        signature = inspect.Signature([*page, *query.parameters()])
-        list_records.__signature__ = signature  # type: ignore[attr-defined]
+        model = self.model
         self._route(
             "/",
-            list_records,
+            self.list_query.endpoint(self.default_limit, self.max_limit),
             "GET",
             "query",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
-            description=query.description,
+            description=self.list_query.description,
             responses={503: {"description": _NOT_READY}},
         )
 
