@@ -1,5 +1,5 @@
-"""A FastAPI app serving Book records, and Stock records whose writes check their version:
-`uvicorn examples.fastapi_app:app`.
+"""A FastAPI app serving Book records, listed by author or date, and Stock records whose
+writes check their version: `uvicorn examples.fastapi_app:app`.
 
 It keeps its data in REDIS_URL (e.g. redis://localhost:6379/5) when that is set, and in the
 embedded in-memory backend otherwise.
@@ -9,18 +9,19 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
+from typing import Annotated
 
 from fastapi import FastAPI
 
-from pydantic_aioredis import RedisConfig, Store
+from pydantic_aioredis import Indexed, RedisConfig, Store
 from pydantic_aioredis.ext.fastapi import CRUDRouter, FastAPIModel
 
 
 class Book(FastAPIModel):
     _primary_key_field: str = "title"
     title: str
-    author: str
-    published_on: date | None = None
+    author: Annotated[str, Indexed()]
+    published_on: Annotated[date | None, Indexed()] = None
     in_stock: bool = True
 
 
@@ -50,7 +51,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="Books", lifespan=lifespan)
-# GET/POST /book/, GET/PUT/PATCH/DELETE /book/{title}
+# GET/POST /book/, GET/PUT/PATCH/DELETE /book/{title}; the indexed fields filter and order
+# the list: GET /book/?author=Charles%20Dickens&order_by=-published_on
 app.include_router(CRUDRouter(Book, max_limit=100))
 # The same for /stock/; PUT and PATCH take If-Match (the ETag of GET) or the version.
 app.include_router(CRUDRouter(Stock, max_limit=100))

@@ -12,9 +12,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI, HTTPException
 from pydantic import field_validator
 
@@ -275,9 +277,11 @@ async def test_openapi_document(store: Store) -> None:
     paths = document["paths"]
     assert set(paths["/book/"]) == {"get", "post", "delete"}
     assert set(paths["/book/{title}"]) == {"get", "put", "patch", "delete"}
-    assert set(paths["/book/"]["post"]["responses"]) == {"201", "400", "409", "422"}
-    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "412", "422"}
-    assert set(paths["/book/{title}"]["patch"]["responses"]) == {"200", "400", "404", "412", "422"}
+    assert set(paths["/book/"]["post"]["responses"]) == {"201", "400", "409", "422", "503"}
+    assert set(paths["/book/{title}"]["delete"]["responses"]) == {"204", "404", "412", "422", "503"}
+    patch = set(paths["/book/{title}"]["patch"]["responses"])
+    assert patch == {"200", "400", "404", "412", "422", "503"}
+    assert "1.4 layout" in paths["/book/{title}"]["get"]["responses"]["503"]["description"]
     listed = paths["/book/"]["get"]
     limit = next(p for p in listed["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
@@ -290,6 +294,35 @@ async def test_openapi_document(store: Store) -> None:
     assert set(schemas["BookReplace"]["required"]) == {"author"}  # the key is optional
     assert schemas["BookReplace"]["properties"]["title"]["readOnly"] is True
     assert "required" not in schemas["BookUpdate"]
+
+
+# -- records still in the 1.4 layout ---------------------------------------------------------
+
+
+@pytest.mark.onlynoncluster  # 1.4 could not write to a Redis Cluster
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("get", "/book/", None),
+        ("get", "/book/The Hobbit", None),
+        ("post", "/book/", {**HOBBIT, "title": "New"}),
+        ("put", "/book/The Hobbit", HOBBIT),
+        ("patch", "/book/The Hobbit", {"copies": 5}),
+        ("delete", "/book/The Hobbit", None),
+        ("delete", "/book/", None),
+    ],
+)
+async def test_records_still_in_the_1_4_layout_are_503_naming_the_command(
+    api: httpx.AsyncClient, raw: redis.Redis, method: str, url: str, body: dict[str, Any] | None
+) -> None:
+    # The layout 1.4 wrote: a hash per record, and a set of record keys as the index.
+    raw.hset("book:The Hobbit", mapping={"title": "The Hobbit", "author": "J.R.R. Tolkien"})
+    raw.sadd("book:__index", "book:The Hobbit")
+    response = await api.request(method, url, json=body)
+    assert response.status_code == 503
+    assert "python -m pydantic_aioredis upgrade-1.4" in response.json()["detail"]
+    assert raw.smembers("book:__index") == {"book:The Hobbit"}  # nothing written
+    assert sorted(raw.keys("*")) == ["book:The Hobbit", "book:__index"]
 
 
 # -- end to end: the example app under uvicorn -----------------------------------------------
@@ -339,6 +372,12 @@ def test_example_app_end_to_end(example_app: str) -> None:
         assert (missing.status_code, missing.json()) == (404, {"detail": "Book not found"})
         assert http.patch("/book/The Hobbit", json={"in_stock": True}).json()["in_stock"]
         assert [b["title"] for b in http.get("/book/").json()] == ["The Hobbit"]
+        assert http.post("/book/", json={"title": "Emma", "author": "Jane Austen"}).is_success
+        by_author = http.get("/book/", params={"author": "Jane Austen"}).json()
+        assert [b["title"] for b in by_author] == ["Emma"]
+        recent = http.get("/book/", params={"published_on__gt": "1900-01-01"}).json()
+        assert [b["title"] for b in recent] == ["The Hobbit"]
+        assert http.delete("/book/Emma").status_code == 204
         assert http.delete("/book/The Hobbit").status_code == 204
         assert http.get("/book/").json() == []
         assert http.post("/book/", json={**HOBBIT, "title": "Vol. 1/2"}).status_code == 201

@@ -103,7 +103,17 @@ async def test_if_match_of_the_stored_version_writes_the_next_one(
 
 @pytest.mark.parametrize(
     ("header", "status"),
-    [('"1"', 200), ('"0", "1"', 200), ("*", 200), ('W/"1"', 412), ("1", 412), ('"2"', 412)],
+    [
+        ('"1"', 200),
+        ('"0", "1"', 200),
+        ('W/"0", "1"', 200),  # a weak tag before the strong one that matches
+        ('W/"0","1"', 200),
+        ("*", 200),
+        ('W/"1"', 412),
+        ('"0", W/"1"', 412),
+        ("1", 412),
+        ('"2"', 412),
+    ],
 )
 async def test_if_match_compares_strong_tags(
     api: httpx.AsyncClient, header: str, status: int
@@ -169,6 +179,30 @@ async def test_a_patch_that_changes_nothing_keeps_the_version(api: httpx.AsyncCl
     response = await api.patch("/wallet/alice", json={"id": "alice"}, headers=etag(1))
     assert (response.status_code, response.headers["ETag"]) == (200, '"1"')
     assert (await stored()).version == 1
+
+
+async def test_a_patch_of_the_stored_values_keeps_the_version(api: httpx.AsyncClient) -> None:
+    await api.post("/wallet/", json=ALICE)
+    same = {"owner": "Alice", "balance": 10, "version": 1}
+    for headers in (etag(1), {"If-Match": "*"}, {}):
+        response = await api.patch("/wallet/alice", json=same, headers=headers)
+        assert (response.status_code, response.headers["ETag"]) == (200, '"1"'), headers
+        assert response.json() == {**ALICE, "version": 1}
+    assert (await stored()).version == 1
+    changed = await api.patch("/wallet/alice", json={**same, "balance": 11})
+    assert (changed.status_code, changed.headers["ETag"]) == (200, '"2"')
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+async def test_a_negative_version_in_a_body_is_422(api: httpx.AsyncClient, method: str) -> None:
+    if method != "post":
+        await api.post("/wallet/", json=ALICE)
+    url = "/wallet/" if method == "post" else "/wallet/alice"
+    response = await api.request(method, url, json={**ALICE, "balance": 5, "version": -1})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "version"]
+    unchanged = None if method == "post" else [{"balance": 10}]
+    assert await Wallet.select(columns=["balance"]) == unchanged
 
 
 async def test_delete_checks_if_match_when_sent(api: httpx.AsyncClient) -> None:
@@ -237,6 +271,25 @@ async def test_a_record_deleted_before_the_write_is_404_not_written_again(
     )
     assert [r.status_code for r in responses] == [404, 404]
     assert await Wallet.select() is None
+
+
+@pytest.mark.parametrize("sent", [-1, 0, 6])
+async def test_what_post_created_is_not_revived_by_a_write_racing_a_delete(
+    api: httpx.AsyncClient,
+    writes_meet: Callable[[Callable[[], Awaitable[Any]]], None],
+    sent: int,
+) -> None:
+    created = await api.post("/wallet/", json={**ALICE, "version": sent})
+    if created.status_code == 201:
+        tag = {"If-Match": created.headers["ETag"]}
+        writes_meet(lambda: Wallet.delete(ids=["alice"]))
+        responses = await asyncio.gather(
+            api.put("/wallet/alice", json={"owner": "A"}, headers=tag),
+            api.patch("/wallet/alice", json={"balance": 2}, headers=tag),
+        )
+        assert [r.status_code for r in responses] == [404, 404]
+        assert await Wallet.select() is None  # both writes found it gone
+    assert created.status_code == (422 if sent < 0 else 201)
 
 
 async def test_many_concurrent_writers_of_one_version_exactly_one_wins(

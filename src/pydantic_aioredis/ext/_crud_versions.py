@@ -31,8 +31,9 @@ _ETAG_HEADER = {
         "schema": {"type": "string"},
     }
 }
-# Strong entity tags only: If-Match compares strongly, so `W/"3"` never matches.
-_STRONG_TAG = re.compile(r'(?<!W/)"[^"]*"')
+# An entity tag of an If-Match list (RFC 9110, 8.8.3): `"3"` or, weak, `W/"3"`. A tag holds
+# no quote, so the tags of a list are found one after the other, left to right.
+_ENTITY_TAG = re.compile(r'(W/)?"([^"]*)"')
 
 
 class RecordVersions:
@@ -134,5 +135,7 @@ def _conflict(message: str) -> HTTPException:
 
 def _if_match_holds(header: str, version: int) -> bool:
     # RFC 9110: `*` matches any current record (this one exists); otherwise one of the
-    # listed strong tags must be the record's.
-    return header.strip() == "*" or f'"{version}"' in _STRONG_TAG.findall(header)
+    # listed tags must be the record's, compared strongly: a weak tag never matches.
+    if header.strip() == "*":
+        return True
+    return any(not weak and tag == str(version) for weak, tag in _ENTITY_TAG.findall(header))

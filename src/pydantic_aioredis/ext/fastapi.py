@@ -30,7 +30,13 @@ from typing import Annotated, Any, overload
 
 from typing_extensions import Self
 
-from .._exceptions import ConfigurationError, InvalidInputError, SerializationError
+from .._exceptions import (
+    ConfigurationError,
+    IndexNotReadyError,
+    InvalidInputError,
+    SerializationError,
+    UnmigratedDataError,
+)
 from .._model import Model, _table_of
 from .._types import Ids
 
@@ -43,15 +49,25 @@ class MissingExtraError(ConfigurationError, ModuleNotFoundError):
 
 
 try:
-    from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Response, status
+    from fastapi import (
+        APIRouter,
+        Body,
+        Header,
+        HTTPException,
+        Path,
+        Response,
+        status,
+    )
     from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute
     from pydantic import BaseModel
 
+    from ._crud_filters import ListQuery
     from ._crud_input import (
         KEY_CONVERTOR,
         as_model,
         check_key,
+        differs,
         input_model,
         patched_record,
         printable_route,
@@ -132,6 +148,14 @@ class FastAPIModel(Model):
         return found
 
 
+# The 503 answers: the detail (the library's error) says what to run.
+_UNMIGRATED = "The records are still in the pydantic-aioredis 1.4 layout: migrate them"
+_NOT_READY = (
+    "An index that the filters or the order need is not built yet (build_indexes()), or "
+    "the records are still in the pydantic-aioredis 1.4 layout"
+)
+
+
 class Deleted(BaseModel):
     """How many records a delete removed."""
 
@@ -143,7 +167,8 @@ class CRUDRouter(APIRouter):
 
     | route                  | does                              | status codes                  |
     | ---------------------- | --------------------------------- | ----------------------------- |
-    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`)    | 200, 422                      |
+    | `GET {prefix}/`        | a page (`limit` ≤ `max_limit`),   | 200, 422                      |
+    |                        | filtered and ordered              |                               |
     | `GET {prefix}/{pk}`    | one record                        | 200, 404                      |
     | `POST {prefix}/`       | create                            | 201, 409, 422                 |
     | `PUT {prefix}/{pk}`    | replace                           | 200, 404, 412, 422 (409, 428) |
@@ -153,7 +178,14 @@ class CRUDRouter(APIRouter):
 
     Request bodies are validated by pydantic (422 with its details). The primary key is
     taken from the path, which holds the rest of the URL (`/book/a/b` is the record `a/b`):
-    a key in a PUT or PATCH body must be the same, so it cannot be changed.
+    a key in a PUT or PATCH body must be the same, so it cannot be changed. A PATCH writes
+    the record whole, as validated, and nothing if it equals the stored one.
+
+    The list takes the model's indexed fields as filters and orders:
+    `GET /book/?author=Jane%20Austen&published_on__gte=1811-01-01&order_by=-published_on`
+    (operators `__in`, repeated, `__gt`, `__gte`, `__lt`, `__lte`, `__startswith`, as for
+    `select(where=...)`); an unknown or invalid parameter is 422, an index not built yet
+    503. Every route answers 503 while the model's records are in the 1.4 layout.
 
     For a model with a `_version_field`, GET, POST, PUT and PATCH answer the record's
     version as an `ETag`; PUT and PATCH write only if the version they name (in an
@@ -177,6 +209,11 @@ class CRUDRouter(APIRouter):
         delete_all_route: True switches `DELETE {prefix}/` on (off by default).
         **options: Passed on to `APIRouter`.
 
+    Raises:
+        NotRegisteredError: The model is not registered with a store.
+        ConfigurationError: An indexed field's filter would have the name of one of the
+            list route's own parameters (`skip`, `limit`, `order_by`).
+
     Attributes:
         model: The model whose records the routes serve.
         pk_field: The name of its primary key field, the last part of the item routes' path.
@@ -185,9 +222,10 @@ class CRUDRouter(APIRouter):
         default_limit: The page size of `GET {prefix}/` without `limit` (at most `max_limit`).
         max_limit: The largest `limit` accepted.
         input_model: The body of `POST`: the model, with a string primary key that may not be
-            empty (a URL cannot address the empty key).
+            empty (a URL cannot address the empty key), and a version that is not negative.
         replace_model: The body of `PUT`: every field but the primary key.
         update_model: The body of `PATCH`: every field but the primary key, each optional.
+        list_query: The filters and orders the list route takes (from the indexed fields).
         versions: For a model with a `_version_field`, how the routes check and answer
             versions (ETag, If-Match, the version in the body); None for other models.
     """
@@ -226,8 +264,9 @@ class CRUDRouter(APIRouter):
         self.default_limit = min(default_limit, max_limit)
         self.max_limit = max_limit
         self.replace_model = replace_model(model, self.pk_field, version_field)
-        self.update_model = update_model(model, self.pk_field)
-        self.input_model = input_model(model, self.pk_field)
+        self.update_model = update_model(model, self.pk_field, version_field)
+        self.input_model = input_model(model, self.pk_field, version_field)
+        self.list_query = ListQuery(model)
         self._methods: dict[str, list[str]] = {}
         # Item routes first: Starlette's route patterns end in `$`, which also matches
         # before a final newline, so `/book/%0A` must meet `/book/{title}` before `/book/`.
@@ -248,22 +287,28 @@ class CRUDRouter(APIRouter):
     def _route(
         self, path: str, endpoint: Callable[..., Any], method: str, key_in: str, **options: Any
     ) -> None:
-        """Add a route whose bad-input errors from the library become 422 responses: a key
-        it refuses, in the path or the body (`key_in`), or a value it cannot store."""
-        key_name = self.pk_field if key_in == "path" else self.pk_alias
+        """Add a route whose bad-input errors from the library become 422 responses (a key
+        it refuses, in the path or the body (`key_in`), a value it cannot store, a query it
+        cannot run), and whose data not ready to use (an index to build, records to migrate
+        from 1.4) is a 503 that says what to do."""
+        key_name = {"path": self.pk_field, "body": self.pk_alias}.get(key_in)
+        where = [key_in, key_name] if key_name else [key_in]
 
         @functools.wraps(endpoint)
         async def route(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await endpoint(*args, **kwargs)
             except InvalidInputError as exc:
-                raise unprocessable([key_in, key_name], str(exc)) from None
+                raise unprocessable(where, str(exc)) from None
             except SerializationError as exc:  # it names the field
                 raise unprocessable(["body"], str(exc)) from None
+            except (IndexNotReadyError, UnmigratedDataError) as exc:  # they say what to run
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
 
         responses = options.pop("responses", {})
         if method in ("POST", "PUT", "PATCH"):
             responses[400] = {"description": "The body could not be read"}
+        responses.setdefault(503, {"description": _UNMIGRATED})
         name = f"{endpoint.__name__}_{self.model.__name__}"
         self.add_api_route(path, route, methods=[method], responses=responses, name=name, **options)
         self._methods.setdefault(path, []).append(method)
@@ -323,20 +368,15 @@ class CRUDRouter(APIRouter):
 
     def _add_list(self) -> None:
         model = self.model
-
-        async def list_records(
-            skip: Annotated[int, Query(ge=0)] = 0,
-            limit: Annotated[int, Query(ge=1, le=self.max_limit)] = self.default_limit,
-        ) -> list[Any]:
-            return await model.select(skip=skip, limit=limit) or []
-
         self._route(
             "/",
-            list_records,
+            self.list_query.endpoint(self.default_limit, self.max_limit),
             "GET",
-            "body",
+            "query",
             response_model=list[model],  # type: ignore[valid-type]
             summary=f"List {model.__name__} records",
+            description=self.list_query.description,
+            responses={503: {"description": _NOT_READY}},
         )
 
     async def _read(self, pk: Any) -> Any:
@@ -461,8 +501,10 @@ class CRUDRouter(APIRouter):
     async def _update(self, pk: Any, changes: BaseModel, if_match: str | None) -> Model:
         check_unversioned(self.model, if_match)
         stored = await self._read(pk)
-        updated, names = patched_record(self.model, stored, changes, {self.pk_field: pk})
-        if names and not await _table_of(self.model).update_fields(updated, names):
+        updated = patched_record(self.model, stored, changes, {self.pk_field: pk})
+        # Written whole, as it was validated: writing only the fields sent would combine
+        # two concurrent PATCHes into a record that neither validated. The last one wins.
+        if differs(stored, updated) and not await _table_of(self.model).replace(updated):
             raise self._not_found()  # deleted meanwhile
         return updated
 
@@ -472,9 +514,9 @@ class CRUDRouter(APIRouter):
         stored = await self._read(pk)
         version = getattr(stored, versions.field)
         fixed = {self.pk_field: pk, versions.field: version}
-        updated, names = patched_record(self.model, stored, changes, fixed)
+        updated = patched_record(self.model, stored, changes, fixed)
         versions.check(pk, version, if_match, versions.sent(changes))
-        if names:  # a PATCH that changes nothing writes nothing: the version stays
+        if differs(stored, updated):  # a PATCH that changes nothing keeps the version
             await versions.save(updated, pk, if_match)
         return updated
 
