@@ -214,8 +214,10 @@ async def print_cluster_section(ports: list[int], n: int, repeat: int) -> None:
             with redis.Redis(port=port) as master:
                 master.flushall()
 
-    config = RedisConfig(port=ports[0], cluster=True)
-    client = redis.asyncio.cluster.RedisCluster(port=ports[0], decode_responses=True)
+    config = RedisConfig(host="127.0.0.1", port=ports[0], cluster=True)
+    client = redis.asyncio.cluster.RedisCluster(
+        host="127.0.0.1", port=ports[0], decode_responses=True
+    )
     print_results(n, await measure(config, client, flush, n, repeat))
 
 
