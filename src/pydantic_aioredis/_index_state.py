@@ -23,9 +23,10 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import CorruptRecordError, IndexNotReadyError
+from ._index_scripts import BUILD_INDEX, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
 from ._keys import VALUES_PREFIX, Shard
-from ._scripts import BUILD_INDEX, DROP_KEYS, INDEX_COUNTS, INDEX_STATE, ScriptCall
+from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
     from ._table import ModelTable

@@ -22,16 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._index_scripts import COUNT_RANGES, DELETE_MATCHING, QUERY
 from ._indexes import after, primary_key_of
 from ._query import QueryPlan
-from ._scripts import (
-    COUNT_RANGES,
-    DELETE_CHUNK,
-    DELETE_MATCHING,
-    QUERY,
-    READ_CHUNK,
-    write_token,
-)
+from ._scripts import DELETE_CHUNK, READ_CHUNK, write_token
 
 if TYPE_CHECKING:
     from ._exceptions import CorruptRecordError

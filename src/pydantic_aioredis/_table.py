@@ -28,6 +28,7 @@ from ._keys import KeySpace, Shard
 from ._model import loading_records
 from ._query import QueryPlan, plan_query
 from ._query_runner import QueryRunner
+from ._range_read import read_along_index
 from ._scripts import (
     AGAIN,
     COUNT,
@@ -37,7 +38,6 @@ from ._scripts import (
     INDEX_PAGE,
     READ_CHUNK,
     READ_IDS,
-    READ_RANGE,
     UPDATE_FIELDS,
     WRITE_CHUNK,
     WRITE_RECORDS,
@@ -45,7 +45,7 @@ from ._scripts import (
     ScriptCall,
     write_token,
 )
-from ._sharded import delete_sharded, drop, read_sharded
+from ._sharded import delete_sharded, read_sharded
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -525,49 +525,14 @@ class ModelTable(Generic[M]):
         columns: list[str] | None,
         invalid: list[CorruptRecordError] | None,
     ) -> list[Any]:
-        # The first call finds the page start by rank; the following ones continue after
-        # the last primary key seen (a lex cursor), which concurrent inserts cannot shift.
-        # Each next call is sent before the chunk in hand is decoded, so that the server
-        # reads while Python validates.
+        """A page of records in primary-key order (every record from `skip` without
+        `limit`): on a single server along the index (`_range_read`), on a cluster by
+        merging the buckets (`_sharded`)."""
         if skip >= _MAX_RANK:
             return []  # no index is that long (and Lua numbers are doubles)
         if self._declares_keys:
             return await read_sharded(self, fields, skip, limit, columns, invalid)
-        found: list[Any] = []
-        left = limit
-        count = READ_CHUNK if left is None else min(left, READ_CHUNK)
-        start = ("rank", str(skip))
-        request: asyncio.Task[list[Any]] | None = self._range_request(fields, start, count)
-        try:
-            while request is not None:
-                (reply,) = await request
-                if reply == AGAIN:  # expired records still to clean up: ask again
-                    request = self._range_request(fields, start, count)
-                    continue
-                last, scanned, rows = reply[0], reply[1], self.rows_of(reply, invalid)
-                if left is not None:
-                    left -= scanned
-                request = None
-                if scanned == count and last and (left is None or left > 0):
-                    count = READ_CHUNK if left is None else min(left, READ_CHUNK)
-                    start = ("lex", "(" + last)
-                    request = self._range_request(fields, start, count)
-                    # redis-py's command path passes a few awaits (connection checkout,
-                    # send) before the bytes reach the socket: give it a few loop turns.
-                    # Measured here, 50,000 records: 17 us/record with one turn, 10 with
-                    # four; more change nothing.
-                    for _ in range(4):
-                        await asyncio.sleep(0)
-                found += self.decode(columns, rows, invalid)
-        finally:
-            await drop(request)
-        return found
-
-    def _range_request(
-        self, fields: list[str], start: tuple[str, str], count: int
-    ) -> asyncio.Task[list[Any]]:
-        call = self.script_call(READ_RANGE, self.shards[0], (*start, count, *fields))
-        return asyncio.ensure_future(self.store.execute([call]))
+        return await read_along_index(self, fields, skip, limit, columns, invalid)
 
     def rows_of(self, reply: list[Any], invalid: list[CorruptRecordError] | None) -> list[Any]:
         bad = reply[2]  # pk, error, pk, error...: keys that hold something else than a hash
