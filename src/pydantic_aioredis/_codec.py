@@ -123,6 +123,12 @@ class HashCodec(Generic[M]):
             )
         self._serializer = model.__pydantic_serializer__
         self._computed = set(model.model_computed_fields) or None
+        # Datetime and time fields: pydantic's JSON keeps a UTC offset to the minute only.
+        self._zoned = tuple(
+            name
+            for name, info in model.model_fields.items()
+            if _unoptional(info.annotation) in (datetime.datetime, datetime.time)
+        )
         self._fallback = _override(model, "json_default")
         self._object_hook = _override(model, "json_object_hook")
         self._many: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
@@ -158,6 +164,8 @@ class HashCodec(Generic[M]):
         data = self._dump(instance, None)
         for name, dump in self._special.items():
             data[name] = dump(instance)
+        for name in self._zoned:
+            _check_offset(self.name, name, getattr(instance, name))
         return [
             self._text(name, data[name], raw, instance) for name, raw in zip(self.names, self._raw)
         ]
@@ -166,6 +174,9 @@ class HashCodec(Generic[M]):
         """`name, value, name, value...` for the given fields only."""
         wanted = set(names)
         data = self._dump(instance, wanted)
+        for name in self._zoned:
+            if name in wanted:
+                _check_offset(self.name, name, getattr(instance, name))
         pairs: list[str | bytes] = []
         for name in self.names:
             if name in wanted:
@@ -656,6 +667,26 @@ def _check_nested_text(model_name: str, field: str, value: Any, depth: int = 0) 
             _check_nested_text(model_name, field, item, depth + 1)
     elif hasattr(value, "__dict__") and depth < 50:
         _check_nested_text(model_name, field, vars(value), depth + 1)
+
+
+def _unoptional(annotation: Any) -> Any:
+    """`X` for `X | None` (and `Optional[X]`), else the annotation itself."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return annotation
+
+
+def _check_offset(model_name: str, field: str, value: Any) -> None:
+    """Refuse a time zone whose UTC offset has seconds (Amsterdam's +00:19:32 of 1900, say):
+    pydantic's JSON writes the offset to the minute, so the value would read back another."""
+    offset = value.utcoffset() if isinstance(value, (datetime.datetime, datetime.time)) else None
+    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+        raise SerializationError(
+            f"{model_name}.{field}: the UTC offset {offset} has seconds, which the stored text "
+            "cannot keep (it would read back as another instant); convert the value to UTC"
+        )
 
 
 def _is_optional(annotation: Any) -> bool:

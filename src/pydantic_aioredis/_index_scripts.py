@@ -13,6 +13,7 @@ from ._scripts import script as _script
 
 __all__ = [
     "BUILD_INDEX",
+    "BUILD_LOCK",
     "COUNT_RANGES",
     "DELETE_MATCHING",
     "DROP_KEYS",
@@ -43,7 +44,7 @@ local range, cursor = tonumber(ARGV[7]), ARGV[8]
 local skip, want, group = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
 local budget, given_field = tonumber(ARGV[12]), tonumber(ARGV[13])
 local nranges = tonumber(ARGV[14])
-local ranges = {unpack(ARGV, 15, 14 + 2 * nranges)}
+local ranges = argv_list(15, 2 * nranges)
 local conditions, at = read_conditions(15 + 2 * nranges)
 local fields = {}
 if mode == 'rows' then fields = {unpack(ARGV, at + 1, at + tonumber(ARGV[at]))} end
@@ -69,7 +70,9 @@ end
 
 while not finished and scanned < budget do
   if range > nranges then finished = true; break end
-  local low, high = ranges[2 * range - 1], ranges[2 * range]
+  local r = range  -- descending, the ranges are walked from the last one
+  if direction == 'desc' then r = nranges - range + 1 end
+  local low, high = ranges[2 * r - 1], ranges[2 * r]
   local asked = budget - scanned
   local page
   if direction == 'asc' then
@@ -200,13 +203,35 @@ return done
 # KEYS: the keys to delete (an index that is no longer declared, or must be built again).
 DROP_KEYS = LuaScript("drop_keys", "return redis.call('DEL', unpack(KEYS))")
 
-# KEYS: a model's hash of index states. ARGV: 'get', or 'set' and field/state pairs, or 'del'
-# and fields. Returns the states (field, state, ...) after the change.
+# KEYS: a model's hash of index states. ARGV: 'get'; 'set' and field/state pairs; 'setnx'
+# and field/state pairs (each set only where the field has no state yet); or 'del' and
+# fields. Returns the states (field, state, ...) after the change.
 INDEX_STATE = LuaScript(
     "index_state",
     """
 if ARGV[1] == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], unpack(ARGV, 2)) end
+if ARGV[1] == 'setnx' then
+  for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
 return redis.call('HGETALL', KEYS[1])
+""",
+)
+
+# KEYS: a model's build lock. ARGV: 'take', 'renew' or 'free', a token, milliseconds. Returns
+# 1 when the lock is (still) the token's, 0 when another build holds it.
+BUILD_LOCK = LuaScript(
+    "build_lock",
+    """
+if ARGV[1] == 'take' then
+  return redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) and 1 or 0
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if ARGV[1] == 'renew' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
 """,
 )

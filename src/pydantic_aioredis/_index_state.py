@@ -2,28 +2,36 @@
 
 Every write keeps the indexes of the fields a model declares `Indexed` exact, in the same
 script call as the record. An index can still miss records: those written before the field
-was marked `Indexed` (or while it had another type). A query on such an index could miss
-records silently, so it is refused until the index is known to be complete.
+was marked `Indexed`, while it had another type, or while a release of the application
+without the index was writing. A query on such an index could miss records silently, so it
+is refused until the index is known to be complete.
 
-What is known is kept in a hash per model, `{namespace}__index:~state`: field -> the index's
-signature (`FieldIndex.signature`) once it is complete, `building:<signature>` while
-`build_indexes()` works on it. A field the hash does not know is complete when every shard
-has as many entries in the field's hash of encodings as it has records (`INDEX_COUNTS`): then
-every record has been written since the field was indexed (a new model, say), and the state
-is recorded at once.
+What is known is kept in a hash per model, `{namespace}__index:~state`, field -> state:
 
-`build_indexes()` walks every record in bounded calls, encodes the field's stored value and
-adds the entry, unless a writer changed the value meanwhile (that writer indexed it). Killed
-part way, it is simply run again. Fields no longer declared have their keys dropped.
+* `partial:<signature>`: entries are being written with that encoding (`FieldIndex.signature`),
+  completeness unknown. A store records it on its first call for the model, before it
+  writes anything, so the state always names the encoding of the entries in the index;
+* `<signature>`: complete. A partial index is adopted as complete when every shard has as
+  many entries in the field's hash of encodings as it has records;
+* `building:<signature>`: `build_indexes()` is at work.
+
+On its first call for a model, a store also drops the index keys of fields the model no
+longer declares (and their state): a release without the index does not keep it up to date,
+so it must not be found complete again later. `build_indexes()` walks every record in
+bounded calls, encodes the field's stored value and adds the entry, unless a writer changed
+the value meanwhile (that writer indexed it); it holds a lock so that two builds never mix.
+Killed part way, it is simply run again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import CorruptRecordError, IndexNotReadyError
-from ._index_scripts import BUILD_INDEX, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
+from ._exceptions import CorruptRecordError, IndexNotReadyError, UsageError
+from ._index_scripts import BUILD_INDEX, BUILD_LOCK, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
 from ._keys import VALUES_PREFIX, Shard
 from ._scripts import ScriptCall
@@ -35,7 +43,9 @@ __all__ = ["IndexState"]
 
 logger = logging.getLogger("pydantic_aioredis")
 
+_PARTIAL = "partial:"
 _BUILDING = "building:"
+_LOCK_MS = 60_000  # a build's lock lasts this long unless renewed (each page renews it)
 
 
 class IndexState:
@@ -44,7 +54,43 @@ class IndexState:
     def __init__(self, table: ModelTable[Any]) -> None:
         self.table = table
         self.key = table.keys.namespace + "__index:~state"
+        self.lock_key = table.keys.namespace + "__index:~building"
         self.ready: set[str] = set()
+        self._prepared: asyncio.Future[None] | None = None
+
+    # -- the first call ------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether `prepare` began (it may be under way)."""
+        return self._prepared is not None
+
+    async def prepare(self) -> None:
+        """Before the store's first call for the model: record the encodings its writes
+        will use, and drop the indexes it no longer declares. Once per store."""
+        if self._prepared is None:
+            self._prepared = asyncio.get_running_loop().create_future()
+            try:
+                await self._record_and_drop()
+            except BaseException:
+                self._prepared = None  # tried again by the next call
+                raise
+            self._prepared.set_result(None)
+        elif not self._prepared.done():
+            await asyncio.shield(self._prepared)
+
+    async def _record_and_drop(self) -> None:
+        states = await self.states()
+        for name in sorted(set(states) - set(self.table.indexes)):
+            await self._drop(name)
+            await self._state("del", name)
+            logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
+        fresh = [name for name in self.table.indexes if name not in states]
+        if fresh:
+            pairs = [item for name in fresh for item in (name, _PARTIAL + self._signature(name))]
+            await self._state("setnx", *pairs)
+
+    # -- queries ---------------------------------------------------------------------------
 
     async def ensure(self, fields: list[str]) -> None:
         """Return if the indexes of `fields` are complete, else raise.
@@ -56,29 +102,34 @@ class IndexState:
         if not missing:
             return
         states = await self.states()
-        unknown: list[str] = []
+        partial: list[str] = []
         for name in missing:
             state = states.get(name)
             if state == self._signature(name):
                 self.ready.add(name)
-            elif state is None:
-                unknown.append(name)
-        if unknown:
-            await self._adopt_complete(unknown)
+            elif state == _PARTIAL + self._signature(name):
+                partial.append(name)
+        if partial:
+            await self._adopt_complete(partial)
         still = [name for name in missing if name not in self.ready]
         if still:
-            why = "records written before the field was indexed may lack entries"
-            if any(states.get(name, "").startswith(_BUILDING) for name in still):
-                why = "build_indexes() has not finished"
-            elif any(name in states for name in still):
-                why = "it was built for another type of the field"
-            raise IndexNotReadyError(self.table.model.__name__, still, why)
+            raise IndexNotReadyError(self.table.model.__name__, still, self._why(still, states))
+
+    def _why(self, names: list[str], states: dict[str, str]) -> str:
+        found = {states.get(name, ""): self._signature(name) for name in names}
+        if any(state == _BUILDING + ours for state, ours in found.items()):
+            return "build_indexes() has not finished"
+        if any(state == _PARTIAL + ours for state, ours in found.items()):
+            return "records written before the field was indexed may lack entries"
+        return "its entries were written for another type of the field"
 
     async def states(self) -> dict[str, str]:
         return await self._state("get")
 
     async def _state(self, operation: str, *args: str) -> dict[str, str]:
-        (reply,) = await self.table.store.execute(
+        # `send`, not `execute`: this may run before the model's first call, which may be
+        # the queue of automatic writes sending itself.
+        (reply,) = await self.table.store.send(
             [ScriptCall(INDEX_STATE, (self.key,), (operation, *args))]
         )
         return dict(zip(reply[::2], reply[1::2]))
@@ -107,39 +158,62 @@ class IndexState:
 
         Returns:
             For each index built, the number of records it was built for.
+
+        Raises:
+            UsageError: Another build of the model's indexes is running.
         """
+        await self.prepare()
+        token = os.urandom(9).hex()
+        if not await self._lock("take", token):
+            raise UsageError(
+                f"{self.table.model.__name__}: another build_indexes() is at work on this "
+                "model (in this process or another); let it finish"
+            )
+        try:
+            return await self._build_all(token)
+        finally:
+            await self._lock("free", token)
+
+    async def _build_all(self, token: str) -> dict[str, int]:
         states = await self.states()
-        for name in sorted(set(states) - set(self.table.indexes)):
-            await self._drop(name)
-            await self._state("del", name)
-            logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
         built = {}
         for name, index in self.table.indexes.items():
             state = states.get(name)
             if state == index.signature:
                 self.ready.add(name)
                 continue
-            if state is None:
+            if state == _PARTIAL + index.signature:
                 await self._adopt_complete([name])
                 if name in self.ready:
                     continue
-            elif state != _BUILDING + index.signature:  # built for another type: start over
+            elif state != _BUILDING + index.signature:  # another type's entries: start over
                 await self._drop(name)
             await self._state("set", name, _BUILDING + index.signature)
-            built[name] = await self._build_one(index)
+            built[name] = await self._build_one(index, token)
             await self._state("set", name, index.signature)
             self.ready.add(name)
         return built
 
+    async def _lock(self, operation: str, token: str) -> bool:
+        (reply,) = await self.table.store.send(
+            [ScriptCall(BUILD_LOCK, (self.lock_key,), (operation, token, _LOCK_MS))]
+        )
+        return bool(reply)
+
     async def _drop(self, name: str) -> None:
         self.ready.discard(name)
         calls = [ScriptCall(DROP_KEYS, _field_keys(shard, name), ()) for shard in self.table.shards]
-        await self.table.store.execute(calls)
+        await self.table.store.send(calls)
 
-    async def _build_one(self, index: FieldIndex) -> int:
+    async def _build_one(self, index: FieldIndex, token: str) -> int:
         done = 0
         for shard in self.table.shards:
             async for pks in self.table.primary_key_pages(shard):
+                if not await self._lock("renew", token):
+                    raise UsageError(
+                        f"{self.table.model.__name__}: build_indexes() lost its lock (paused "
+                        "for over a minute?); run it again"
+                    )
                 done += await self._build_page(shard, index, pks)
         return done
 

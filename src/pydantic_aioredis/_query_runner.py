@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import CorruptRecordError
 from ._index_scripts import COUNT_RANGES, DELETE_MATCHING, QUERY
 from ._indexes import after, primary_key_of
 from ._query import QueryPlan
 from ._scripts import DELETE_CHUNK, READ_CHUNK, write_token
 
 if TYPE_CHECKING:
-    from ._exceptions import CorruptRecordError
     from ._keys import Shard
     from ._table import ModelTable
 
@@ -64,12 +64,18 @@ class QueryRunner:
         if in_order and not plan.descending and len(self.table.shards) == 1:
             return await self._read_along(plan, driver, skip, limit, fields, columns, invalid)
         want = skip + limit if in_order and limit is not None else 0
-        members = await self._matches(plan, driver, want, in_order)
+        found = await self._matches(plan, driver, want, in_order)
+        members = _placed(self.table, found, plan.order_by, invalid)
         page = _sorted(members, plan)[skip : None if limit is None else skip + limit]
-        pks = [primary_key_of(member) for member in page] if plan.order_by else page
-        # Read in another call than they were found in: checked again as they are read.
+        # Read in another call than they were found in: checked again as they are read, and
+        # left out if they moved in the order meanwhile.
         conditions = _condition_args(self.table, plan, exclude=None)
-        return await self.table.read_ids(pks, fields, columns, invalid, conditions)
+        if plan.order_by is None:
+            return await self.table.read_ids(page, fields, columns, invalid, conditions)
+        pks = [primary_key_of(member) for member in page]
+        entries = {primary_key_of(m): m[: m.index("\x00") + 1] for m in page}
+        placed = (plan.order_by, entries)
+        return await self.table.read_ids(pks, fields, columns, invalid, conditions, placed)
 
     async def count(self, plan: QueryPlan) -> int:
         if plan.never_matches:
@@ -154,14 +160,17 @@ class QueryRunner:
         table, shard = self.table, self.table.shards[0]
         scan = _Scan(table, plan, driver, "asc", "")
         found: list[Any] = []
+        seen: set[str] = set()  # a record moved ahead of the scan meanwhile comes once
+        width = len(fields) + 1
         left = limit
         while True:
             want = READ_CHUNK if left is None else min(left, READ_CHUNK)
             (reply,) = await table.execute_exact([scan.call(shard, skip, want, fields)])
             passed, given, bad, rows = scan.advance(reply)
+            rows, again = _first_sightings(rows, width, seen)
             skip -= passed
             if left is not None:
-                left -= given
+                left -= given - again
             found += table.decode(columns, table.rows_of([None, None, bad, rows], invalid), invalid)
             if scan.exhausted or (left is not None and left <= 0):
                 return found
@@ -178,7 +187,7 @@ class QueryRunner:
             shard: _Scan(self.table, plan, driver, direction, group, order)
             for shard in self.table.shards
         }
-        found: list[str] = []
+        found: dict[str, str] = {}  # by primary key: a record moved during the scan, once
         while scans:
             calls = [
                 scan.call(shard, 0, scan.still_wanted(want), []) for shard, scan in scans.items()
@@ -187,10 +196,11 @@ class QueryRunner:
             for (shard, scan), reply in zip(list(scans.items()), replies):
                 *_, out = scan.advance(reply)
                 scan.given += len(out)
-                found += out
+                for member in out:
+                    found[_key_of(member) if order else member] = member
                 if scan.finished:
                     del scans[shard]
-        return found
+        return list(found.values())
 
 
 class _Scan:
@@ -270,6 +280,42 @@ def _in_order(plan: QueryPlan, driver: str) -> bool:
         return False
     low, high = ranges[0]
     return low.startswith("[") and low.endswith("\x00") and high == "(" + after(low[1:])
+
+
+def _first_sightings(rows: list[Any], width: int, seen: set[str]) -> tuple[list[Any], int]:
+    """The rows of records not seen before (and how many were), noting them as seen."""
+    kept: list[Any] = []
+    for start in range(0, len(rows), width):
+        if rows[start] not in seen:
+            seen.add(rows[start])
+            kept += rows[start : start + width]
+    return kept, (len(rows) - len(kept)) // width
+
+
+def _key_of(member: str) -> str:
+    # A member without NUL is a bare primary key: a record missing from the order's index.
+    return primary_key_of(member) if "\x00" in member else member
+
+
+def _placed(
+    table: ModelTable[Any],
+    members: list[str],
+    order: str | None,
+    invalid: list[CorruptRecordError] | None,
+) -> list[str]:
+    """The members that have a place in the order; a record without an entry in the order
+    field's index (one that could not be read when the index was built) is reported."""
+    if order is None:
+        return members
+    placed = [member for member in members if "\x00" in member]
+    for pk in (member for member in members if "\x00" not in member):
+        key = table.keys.record_key(pk)
+        problem = f"it has no entry in the index of {order}: run build_indexes() again"
+        error = CorruptRecordError(table.model.__name__, key, order, problem)
+        if invalid is None:
+            raise error
+        invalid.append(error)
+    return placed
 
 
 def _sorted(members: list[str], plan: QueryPlan) -> list[str]:

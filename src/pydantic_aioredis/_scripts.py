@@ -486,11 +486,22 @@ local function below(member, bound)
   return before(member, x)
 end
 
+-- The ranges are sorted and disjoint: the only one that can hold `member` is the last one
+-- whose lower bound it passes, found by halving (a condition may have thousands of ranges).
 local function in_ranges(member, bounds)
-  for r = 1, #bounds, 2 do
-    if above(member, bounds[r]) and below(member, bounds[r + 1]) then return true end
+  local low, high, found = 1, #bounds / 2, 0
+  while low <= high do
+    local mid = math.floor((low + high) / 2)
+    if above(member, bounds[2 * mid - 1]) then found, low = mid, mid + 1 else high = mid - 1 end
   end
-  return false
+  return found > 0 and below(member, bounds[2 * found])
+end
+
+-- ARGV[first .. first + count - 1] as a list (unpack has a limit of a few thousand values).
+local function argv_list(first, count)
+  local list = {}
+  for i = 1, count do list[i] = ARGV[first + i - 1] end
+  return list
 end
 
 -- Conditions from ARGV[at...]: a count, then per condition the field's position, a count of
@@ -501,7 +512,7 @@ local function read_conditions(at)
   at = at + 1
   for c = 1, count do
     local field, q = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-    conditions[c] = {field, {unpack(ARGV, at + 2, at + 1 + 2 * q)}}
+    conditions[c] = {field, argv_list(at + 2, 2 * q)}
     at = at + 2 + 2 * q
   end
   return conditions, at
@@ -519,9 +530,11 @@ end
 """
 
 # ARGV after the header: n, field names (n), conditions (see read_conditions; a count of 0
-# for none), pks. Returns {false, number of pks, bad, rows}, the shape of READ_RANGE's reply,
-# with the rows of the records that exist and meet the conditions (a query reads the records
-# it found in an earlier call: one changed meanwhile so as not to meet them is left out).
+# for none), then 0 and pks, or an indexed field's position and pk/entry pairs. Returns
+# {false, number of pks, bad, rows}, the shape of READ_RANGE's reply, with the rows of the
+# records that exist, meet the conditions and still hold the given entry of that field (a
+# query reads in another call the records it found in order: one changed meanwhile so as not
+# to meet them, or to stand elsewhere in the order, is left out).
 # Reading by key needs no purge to be exact (Redis itself hides an expired key); a bounded
 # one runs anyway, to keep the index clean.
 READ_IDS = script(
@@ -533,12 +546,24 @@ purge()
 local n = tonumber(ARGV[4])
 local fields = {unpack(ARGV, 5, 4 + n)}
 local conditions, at = read_conditions(5 + n)
-local asked = {unpack(ARGV, at)}
+local order = tonumber(ARGV[at])  -- 0, or an indexed field: pk/entry pairs follow
+local asked, entries = {}, {}
+if order == 0 then
+  asked = argv_list(at + 1, #ARGV - at)
+else
+  for i = at + 1, #ARGV, 2 do
+    local j = #asked + 1
+    asked[j] = ARGV[i]
+    entries[j] = ARGV[i + 1]
+  end
+end
 local pks = asked
-if #conditions > 0 then
+if #conditions > 0 or order > 0 then
   pks = {}
   for i = 1, #asked do
-    if meets(asked[i], conditions) then pks[#pks + 1] = asked[i] end
+    local pk = asked[i]
+    local placed = order == 0 or redis.call('HGET', KEYS[2 + 2 * order], pk) == entries[i]
+    if placed and meets(pk, conditions) then pks[#pks + 1] = pk end
   end
 end
 local rows, bad = {}, {}

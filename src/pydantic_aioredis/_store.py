@@ -99,6 +99,8 @@ class Store:
         self.life_span_in_seconds = life_span_in_seconds
         self.models: dict[str, type[Model]] = {}
         self._tables: dict[type[Model], ModelTable[Any]] = {}
+        # The index keys of the models whose first call has not been made yet.
+        self._first_calls: dict[str, ModelTable[Any]] = {}
         if redis_store is not None and not isinstance(redis_store, AsyncClient):
             raise ConfigurationError(
                 f"Store(redis_store=...) takes a redis.asyncio.Redis or RedisCluster client, "
@@ -192,6 +194,8 @@ class Store:
             )
         self._tables[model_class] = table
         self.models[name.lower()] = model_class
+        for shard in table.shards:  # its first call records its index state (`_index_state`)
+            self._first_calls[shard.index_key] = table
         bind_table(model_class, table)
         return model_class
 
@@ -204,8 +208,11 @@ class Store:
         """
         from ._model import unbind_table
 
-        if self._tables.pop(model_class, None) is None:
+        table = self._tables.pop(model_class, None)
+        if table is None:
             raise NotRegisteredError(model_class.__name__)
+        for shard in table.shards:
+            self._first_calls.pop(shard.index_key, None)
         del self.models[model_class.__name__.lower()]
         unbind_table(model_class)
 
@@ -362,6 +369,8 @@ class Store:
         Raises:
             RedisOperationError: Redis failed.
         """
+        if self._first_calls:
+            await self._first_call_of_models(calls)
         client, in_flight = self._connection()
         # Several calls on a cluster go out as one pipeline, which redis-py sends to each
         # node in a subtask: such work must not be cut short by a cancellation.
@@ -374,6 +383,17 @@ class Store:
 
         replies = await in_flight.run(call, detach=fans_out)
         return replies if self._decodes else _decoded(replies)
+
+    async def _first_call_of_models(self, calls: Sequence[ScriptCall]) -> None:
+        """Before a model's first call: its index state (see `_index_state`)."""
+        firsts = self._first_calls
+        tables = {firsts[call.keys[0]] for call in calls if call.keys and call.keys[0] in firsts}
+        for table in tables:
+            if table.index_state.started:  # under way (this call may be part of it)
+                continue
+            await table.index_state.prepare()
+            for shard in table.shards:
+                firsts.pop(shard.index_key, None)
 
     async def flush(self) -> None:
         """Wait until every queued automatic write is in Redis.

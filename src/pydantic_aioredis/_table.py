@@ -460,10 +460,12 @@ class ModelTable(Generic[M]):
         columns: list[str] | None,
         invalid: list[CorruptRecordError] | None,
         conditions: Sequence[Any] = (0,),
+        placed: tuple[str, dict[str, str]] | None = None,
     ) -> list[Any]:
         """Records by primary key, in the order of `pks`; with `conditions` (see
-        `_query_runner`), only those that meet them when they are read."""
-        calls = self.read_calls(pks, fields, conditions)
+        `_query_runner`), only those that meet them when they are read, and with `placed`
+        (an indexed field, and each record's entry in it) those that still hold it."""
+        calls = self.read_calls(pks, fields, conditions, placed)
         replies = await self.store.execute(calls) if calls else []
         if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
             rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
@@ -474,13 +476,25 @@ class ModelTable(Generic[M]):
         return found
 
     def read_calls(
-        self, pks: Sequence[str], fields: Sequence[str], conditions: Sequence[Any] = (0,)
+        self,
+        pks: Sequence[str],
+        fields: Sequence[str],
+        conditions: Sequence[Any] = (0,),
+        placed: tuple[str, dict[str, str]] | None = None,
     ) -> list[ScriptCall]:
         """Script calls that read these fields of the records with these primary keys (that
-        meet `conditions`, see `_query_runner`)."""
+        meet `conditions` and hold the entries of `placed`, see `read_ids`)."""
         header = (len(fields), *fields, *conditions)
+        if placed is None:
+            return [
+                self.script_call(READ_IDS, shard, (*header, 0, *chunk), chunk)
+                for shard, group in self.by_shard(pks, str)
+                for chunk in _chunks(group, READ_CHUNK)
+            ]
+        field, entries = placed
+        head = (*header, self.index_position(field))
         return [
-            self.script_call(READ_IDS, shard, (*header, *chunk), chunk)
+            self.script_call(READ_IDS, shard, (*head, *_pairs(chunk, entries)), chunk)
             for shard, group in self.by_shard(pks, str)
             for chunk in _chunks(group, READ_CHUNK)
         ]
@@ -582,6 +596,10 @@ class ModelTable(Generic[M]):
             deleted += sum(int(count) for count, _ in replies)
             if replies[-1][1] == 0:  # no index entries left
                 return deleted
+
+
+def _pairs(pks: Sequence[str], entries: dict[str, str]) -> list[str]:
+    return [item for pk in pks for item in (pk, entries[pk])]
 
 
 def _pks(chunk: Sequence[tuple[str, Any, Any]]) -> list[str]:
