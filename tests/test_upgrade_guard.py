@@ -14,6 +14,7 @@ import redis
 
 from pydantic_aioredis import (
     AutoModel,
+    InvalidInputError,
     Model,
     RedisConfig,
     RedisOperationError,
@@ -129,17 +130,21 @@ async def test_a_migration_left_unfinished_says_to_run_it_again(
     store: Store, raw: redis.Redis
 ) -> None:
     store.register_model(Book)
-    raw.sadd("book:__upgrading_1.4", "book:a")
+    raw.sadd("book:__index:~upgrading_1.4", "book:a")
     with pytest.raises(UnmigratedDataError, match="was started and has not finished") as caught:
         await Book.count()
     assert caught.value.interrupted
-    assert caught.value.key == "book:__upgrading_1.4"
+    assert caught.value.key == "book:__index:~upgrading_1.4"
 
 
-async def test_records_named_like_the_migration_keys_are_only_records(
+async def test_no_record_can_be_named_like_the_migration_keys(
     store: Store, raw: redis.Redis
 ) -> None:
     store.register_model(Book)
+    for title in ("__index:~upgrading_1.4", "__index:~unconverted_1.4"):
+        with pytest.raises(InvalidInputError, match="reserved"):
+            await Book.insert(Book(title=title))
+    # The names of an earlier version are records like any other.
     odd = [Book(title="__upgrading_1.4"), Book(title="__unconverted_1.4")]
     await Book.insert(odd)
     assert await Book.select() == sorted(odd, key=lambda book: book.title)
