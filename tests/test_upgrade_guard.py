@@ -14,6 +14,7 @@ import redis
 
 from pydantic_aioredis import (
     AutoModel,
+    InvalidInputError,
     Model,
     RedisConfig,
     RedisOperationError,
@@ -77,7 +78,10 @@ async def test_every_call_fails_whole_naming_the_model_and_the_command(
     before = dump(raw)
     with pytest.raises(UnmigratedDataError) as caught:
         await CALLS[call]()
-    assert caught.value.model_name == "Book"
+    error = caught.value
+    assert (error.model_name, error.key, error.interrupted) == ("Book", "book:__index", False)
+    assert error.command.startswith("python -m pydantic_aioredis upgrade-1.4 --url ")
+    assert error.command.endswith(f"--models {__name__}:Book")
     message = str(caught.value)
     assert message.startswith("Book: its records are still in the pydantic-aioredis 1.4 layout")
     assert "python -m pydantic_aioredis upgrade-1.4 --url " in message
@@ -126,15 +130,21 @@ async def test_a_migration_left_unfinished_says_to_run_it_again(
     store: Store, raw: redis.Redis
 ) -> None:
     store.register_model(Book)
-    raw.sadd("book:__upgrading_1.4", "book:a")
-    with pytest.raises(UnmigratedDataError, match="was started and has not finished"):
+    raw.sadd("book:__index:~upgrading_1.4", "book:a")
+    with pytest.raises(UnmigratedDataError, match="was started and has not finished") as caught:
         await Book.count()
+    assert caught.value.interrupted
+    assert caught.value.key == "book:__index:~upgrading_1.4"
 
 
-async def test_records_named_like_the_migration_keys_are_only_records(
+async def test_no_record_can_be_named_like_the_migration_keys(
     store: Store, raw: redis.Redis
 ) -> None:
     store.register_model(Book)
+    for title in ("__index:~upgrading_1.4", "__index:~unconverted_1.4"):
+        with pytest.raises(InvalidInputError, match="reserved"):
+            await Book.insert(Book(title=title))
+    # The names of an earlier version are records like any other.
     odd = [Book(title="__upgrading_1.4"), Book(title="__unconverted_1.4")]
     await Book.insert(odd)
     assert await Book.select() == sorted(odd, key=lambda book: book.title)

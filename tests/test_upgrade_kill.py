@@ -18,7 +18,7 @@ from tests.legacy14.models import Book
 from tests.legacy14.venv import ROOT, write_with_1_4
 
 COUNT = 6000
-WORK = "book:__upgrading_1.4"
+WORK = "book:__index:~upgrading_1.4"
 
 
 def start_migration(url: str) -> subprocess.Popen[bytes]:
@@ -64,7 +64,10 @@ def check_nothing_lost_or_half_done(raw: redis.Redis, written: dict[str, dict[st
         stored = raw.hgetall(key)
         assert stored.keys() == written[key].keys()
         assert stored["published_on"] == written[key]["published_on"].strip('"')
-    assert raw.dbsize() == COUNT + 2  # the records, our index, the work list
+    # The records, our index, the work list; and the replies of calls for a few minutes
+    # (write tokens, see pydantic_aioredis._scripts).
+    keys = [key for key in raw.scan_iter(count=1000) if ":__write:" not in key]
+    assert len(keys) == COUNT + 2
     return len(converted)
 
 

@@ -1,12 +1,17 @@
 """The command line: `python -m pydantic_aioredis upgrade-1.4 ...`.
 
     python -m pydantic_aioredis upgrade-1.4 --url redis://localhost:6379/0 \\
-        --models myapp.models:Book,myapp.models:Library [--dry-run]
+        --models myapp.models:Book,myapp.models:Library [--dry-run] \\
+        [--json-fields Book.color,...] [--text-fields Book.note,...]
 
 Migrates the records pydantic-aioredis 1.4 wrote for those models (see
 `pydantic_aioredis.migrate` and docs/upgrading-from-1.4.md), showing its progress on
 stderr and a summary on stdout. Exits with 0 when every record was converted, 1 when some
 were left as they were (the summary names them), 2 on bad arguments or a failure.
+
+A model that its module registers with a store of its own when imported (the usual layout
+of an application) is taken from that store for the migration, which runs on the server
+that `--url` names, and given back to it afterwards.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from ._config import RedisConfig
 from ._exceptions import PydanticAioredisError
-from ._model import Model
+from ._model import Model, store_of
 from ._store import Store
 from .migrate import CHUNK_SIZE, UpgradeReport, upgrade_from_1_4
 
@@ -36,8 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: give --url, or set REDIS_URL", file=sys.stderr)
         return 2
     try:
-        models = [_import_model(name) for name in args.models.split(",") if name.strip()]
-        report = asyncio.run(_upgrade(args.url, models, args.dry_run, args.chunk_size))
+        models = [_import_model(name) for name in _names(args.models)]
+        report = asyncio.run(_upgrade(args, models))
     except (PydanticAioredisError, ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -71,7 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument(
         "--chunk-size", type=int, default=CHUNK_SIZE, help=f"records per call ({CHUNK_SIZE})"
     )
+    upgrade.add_argument(
+        "--json-fields",
+        default="",
+        metavar="MODEL.FIELD,...",
+        help="fields 1.4 stored as JSON although they are typed str today (in 1.4: an Enum, "
+        "UUID, date, Literal, constr...)",
+    )
+    upgrade.add_argument(
+        "--text-fields",
+        default="",
+        metavar="MODEL.FIELD,...",
+        help="fields 1.4 stored as their text (typed str, int or float in 1.4), whatever "
+        "they are typed today or look like",
+    )
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _import_model(name: str) -> type[Model]:
@@ -89,14 +113,42 @@ def _import_model(name: str) -> type[Model]:
     return value
 
 
-async def _upgrade(
-    url: str, models: list[type[Model]], dry_run: bool, chunk_size: int
-) -> UpgradeReport:
-    store = Store(name="upgrade-1.4", redis_config=RedisConfig.from_url(url))
-    async with store:
-        return await upgrade_from_1_4(
-            store, models, dry_run=dry_run, chunk_size=chunk_size, progress=ProgressBar()
-        )
+async def _upgrade(args: argparse.Namespace, models: list[type[Model]]) -> UpgradeReport:
+    store = Store(name="upgrade-1.4", redis_config=RedisConfig.from_url(args.url))
+    with _borrowed(models, store):
+        async with store:
+            return await upgrade_from_1_4(
+                store,
+                models,
+                dry_run=args.dry_run,
+                chunk_size=args.chunk_size,
+                progress=ProgressBar(),
+                json_fields=_names(args.json_fields),
+                text_fields=_names(args.text_fields),
+            )
+
+
+@contextmanager
+def _borrowed(models: list[type[Model]], store: Store) -> Iterator[None]:
+    """Register the models with `store` for the duration, taking each from the store its
+    module registered it with (a model belongs to one store at a time), and give them back.
+
+    That store's own settings (its URL may come from the application's environment) play no
+    part: the migration runs where `--url` says.
+    """
+    lent: dict[type[Model], Store] = {}
+    for model in models:
+        owner = store_of(model)
+        if owner is not None and owner is not store:
+            owner.unregister_model(model)
+            lent[model] = owner
+    try:
+        yield  # the migration registers the models with `store`
+    finally:
+        for model, owner in lent.items():
+            if store_of(model) is store:
+                store.unregister_model(model)
+            owner.register_model(model)
 
 
 class ProgressBar:

@@ -180,6 +180,8 @@ class UnmigratedDataError(RedisOperationError):
         model_name: The model whose records need the migration.
         key: The key that holds the 1.4 index, or the list of records a migration that was
             stopped has still to convert.
+        command: The command that migrates the model (with the URL's password masked).
+        interrupted: Whether a migration of the model was started and has not finished.
     """
 
     def __init__(self, model_name: str, key: str, command: str, interrupted: bool) -> None:
@@ -199,3 +201,5 @@ class UnmigratedDataError(RedisOperationError):
         )
         self.model_name = model_name
         self.key = key
+        self.command = command
+        self.interrupted = interrupted

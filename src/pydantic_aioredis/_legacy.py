@@ -16,9 +16,11 @@ So the store runs every call through `LegacyIndexCheck.guard`, which
 * turns a WRONGTYPE error on a model that turns out to hold 1.4 data (written after the check
   passed) into the same `UnmigratedDataError`.
 
-A migration renames the 1.4 index to `{namespace}__upgrading_1.4` (the records still to do)
-and moves the records it cannot convert to `{namespace}__unconverted_1.4`. On a cluster there
-is nothing to look for: 1.4 could not write to one.
+A migration renames the 1.4 index to `{namespace}__index:~upgrading_1.4` (the records still
+to do) and lists the records it cannot convert in `{namespace}__index:~unconverted_1.4`. Both
+names start with `__index:`, which no primary key may (see `_keys`), so no record can take
+them. The migration's own calls are let through: they are what ends the refusal. On a
+cluster there is nothing to look for: 1.4 could not write to one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._connection import run_calls
 from ._exceptions import RedisOperationError, UnmigratedDataError
 from ._keys import INDEX_SUFFIX
 from ._scripts import LuaScript, ScriptCall
+from ._upgrade_scripts import MIGRATION_SCRIPTS
 
 if TYPE_CHECKING:
     from ._connection import AsyncClient
@@ -42,8 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = ["LegacyIndexCheck", "LegacyKeys", "upgrade_command"]
 
-WORK_SUFFIX = "__upgrading_1.4"
-UNCONVERTED_SUFFIX = "__unconverted_1.4"
+# Under the `__index:` prefix that primary keys may not take (and that `IndexState` uses
+# too, for `__index:~state`): a field's index is `__index:{field}`, and no field name
+# starts with `~`.
+WORK_SUFFIX = "__index:~upgrading_1.4"
+UNCONVERTED_SUFFIX = "__index:~unconverted_1.4"
+# Where a 1.4 record whose key is one of the model's own keys now is moved, by its suffix.
+ASIDE_PREFIX = "__index:~reserved_1.4:"
 
 # KEYS: the places a model's 1.4 data can be (see LegacyKeys.checked). Returns the position
 # of the first that holds a set, or 0.
@@ -69,6 +77,11 @@ class LegacyKeys:
     legacy_index: str  # where 1.4 kept its set
     work: str  # the 1.4 index while a migration runs: the records still to convert
     unconverted: str  # the records a migration could not convert, left as they were
+    state: str  # the model's hash of index states (see `_index_state`)
+    # The keys that the model's calls use besides its records and index (the expiry set,
+    # the indexes of fields, their state, the two lists above): a 1.4 record at one of
+    # them, which a primary key named so, would make every call fail.
+    own: tuple[str, ...]
 
     @classmethod
     def of(cls, table: ModelTable[Any]) -> LegacyKeys:
@@ -76,15 +89,29 @@ class LegacyKeys:
         prefix, separator = model._redis_prefix or "", model._redis_separator.lower()
         legacy = f"{prefix.lower()}{separator}" * bool(prefix)
         legacy += f"{model._table_name or model.__name__.lower()}{separator}"
+        work, unconverted = namespace + WORK_SUFFIX, namespace + UNCONVERTED_SUFFIX
+        state = table.index_state.key
+        own = (*table.shards[0].keys[1:], work, unconverted, state)
         return cls(
             model.__name__,
             namespace,
             legacy,
             namespace + INDEX_SUFFIX,
             legacy + INDEX_SUFFIX,
-            namespace + WORK_SUFFIX,
-            namespace + UNCONVERTED_SUFFIX,
+            work,
+            unconverted,
+            state,
+            own,
         )
+
+    @property
+    def aside_prefix(self) -> str:
+        """Where 1.4 records at one of the model's own keys (`own`) are moved, by suffix."""
+        return self.namespace + ASIDE_PREFIX
+
+    def aside(self, key: str) -> str:
+        """Where the 1.4 record at `key`, one of the model's own keys, is moved."""
+        return self.aside_prefix + key[len(self.namespace) :]
 
     @property
     def checked(self) -> tuple[str, ...]:
@@ -121,7 +148,7 @@ class LegacyIndexCheck:
         checked = self._checked.get(client)
         if checked is None:
             checked = self._checked[client] = set()
-        todo = {call.keys[0] for call in calls if call.keys[0] not in checked}
+        todo = {call.keys[0] for call in _about_models(calls) if call.keys[0] not in checked}
         if todo:
             await self._refuse_legacy(client, todo)
             checked.update(todo)
@@ -132,7 +159,9 @@ class LegacyIndexCheck:
         """After a WRONGTYPE error: raise UnmigratedDataError from it if 1.4 data caused it."""
         if self._store.cluster or "WRONGTYPE" not in str(error):
             return
-        indexes = {call.keys[0] for call in calls}
+        indexes = {call.keys[0] for call in _about_models(calls)}
+        if not indexes:
+            return
         self._checked.get(client, set()).difference_update(indexes)
         try:
             await self._refuse_legacy(client, indexes)
@@ -164,6 +193,11 @@ class LegacyIndexCheck:
         if store._injected is not None:
             return upgrade_command(model)
         return upgrade_command(model, str(store.redis_config))
+
+
+def _about_models(calls: Sequence[ScriptCall]) -> list[ScriptCall]:
+    """The calls to check: all but the migration's own, which must reach the 1.4 data."""
+    return [call for call in calls if call.script not in MIGRATION_SCRIPTS]
 
 
 class _Guard:

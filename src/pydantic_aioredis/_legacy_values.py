@@ -17,6 +17,14 @@ For a value `v` it stored
 `LegacyValues` applies those rules backwards, from the pydantic v2 model of today, and
 gives input that validates as the model: a JSON document, built from the stored texts
 without decoding what is JSON already.
+
+The rules are those of the field's type *today*. Where the type changed since 1.4, the
+user says how 1.4 stored the field (`stored_as`: "json" when its type was not exactly
+`str`, `int` or `float`, or, for a container, its items' type; "text" when it was). A change
+that validation does not catch is guessed at: a field that is a `str` today takes any text,
+so a value 1.4 wrote as JSON for another type (`"red"` for a str Enum, `null` for None)
+would read as text with the quotes. Such a value (a JSON string, or `null`) is refused, the
+field named, until the user says which it is.
 """
 
 from __future__ import annotations
@@ -27,16 +35,21 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # C-accelerated
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import BaseMetadata, GroupedMetadata
 from pydantic.fields import FieldInfo
 
 from ._model import Model
 
-__all__ = ["LegacyValueError", "LegacyValues", "legacy_rule"]
+__all__ = ["LegacyValueError", "LegacyValues", "StoredAs", "legacy_rule"]
+
+# How 1.4 stored a field, as the user says it: "json" when its type (or, in a container,
+# its items' type) was not exactly str, int or float, "text" when it was.
+StoredAs = Literal["json", "text"]
 
 _PLAIN = (str, int, float)
 # pydantic v1 shapes that 1.4 JSON-encoded (again): sequences and mappings.
@@ -77,10 +90,13 @@ class LegacyRule:
     json_layers: int  # 0: str(value); 1: JSON; 2: JSON inside a JSON string
     none_text: bool  # the text `None` reads as None
     number: bool  # str() of an int or float
+    # A str today, whose text is not taken as it is when it looks like JSON (see above).
+    suspect_json: bool = False
 
 
-def legacy_rule(info: FieldInfo) -> LegacyRule:
-    """1.4's rule for a field, from pydantic v2's description of it."""
+def legacy_rule(info: FieldInfo, stored_as: StoredAs | None = None) -> LegacyRule:
+    """1.4's rule for a field, from pydantic v2's description of it (and, where its type
+    changed since 1.4, from how the user says 1.4 stored it)."""
     annotation = info.annotation
     allows_none = annotation is Any or (info.default is None and not info.is_required())
     inner, is_optional = _without_none(annotation)
@@ -88,10 +104,14 @@ def legacy_rule(info: FieldInfo) -> LegacyRule:
     # Constraints (`constr`, `Field(max_length=...)`) made the type a subclass in v1.
     constrained = not container and _is_constrained(info.metadata)
     plain = inner in _PLAIN and not constrained
+    if stored_as is not None:
+        plain = stored_as == "text"
+    single = plain and not container
     return LegacyRule(
         json_layers=(0 if plain else 1) + (1 if container else 0),
         none_text=allows_none or is_optional,
-        number=plain and not container and inner is not str,
+        number=single and inner in (int, float),
+        suspect_json=single and stored_as is None and inner is str,
     )
 
 
@@ -139,8 +159,14 @@ class LegacyValues:
     validate records, many in one call.
     """
 
-    def __init__(self, model: type[Model]) -> None:
-        self._rules = {name: legacy_rule(info) for name, info in model.model_fields.items()}
+    def __init__(self, model: type[Model], stored_as: Mapping[str, StoredAs] | None = None) -> None:
+        stored_as = stored_as or {}
+        self._rules = {
+            name: legacy_rule(info, stored_as.get(name))
+            for name, info in model.model_fields.items()
+        }
+        self._model_name = model.__name__
+        self._suspects = [name for name, rule in self._rules.items() if rule.suspect_json]
         self._json_keys = {name: encode_basestring(name) + ":" for name in self._rules}
         hook = model.json_object_hook
         base = Model.json_object_hook
@@ -151,9 +177,10 @@ class LegacyValues:
 
         Raises:
             LegacyValueError: A value is not JSON text inside a JSON string where 1.4 wrote
-                one. (Other invalid JSON surfaces when the document is validated; `check`
-                then finds the field.)
+                one, or a str field's value looks like JSON. (Other invalid JSON surfaces
+                when the document is validated; `check` then finds the field.)
         """
+        self._refuse_json_like(stored)
         parts = [
             self._json_keys[name] + self._json(name, rule, stored[name])
             for name, rule in self._rules.items()
@@ -191,8 +218,10 @@ class LegacyValues:
         """The model's fields found in `stored`, as Python values, decoded as 1.4 did.
 
         Raises:
-            LegacyValueError: A value is not what 1.4 would have stored for its field.
+            LegacyValueError: A value is not what 1.4 would have stored for its field, or a
+                str field's value looks like JSON.
         """
+        self._refuse_json_like(stored)
         return {
             name: self._value(name, rule, stored[name])
             for name, rule in self._rules.items()
@@ -215,6 +244,35 @@ class LegacyValues:
         if rule.number and _JSON_NUMBER.fullmatch(value):
             return json.loads(value)
         return value
+
+    def _refuse_json_like(self, stored: dict[str, str]) -> None:
+        """Raise LegacyValueError if a field that is a str today holds what 1.4 wrote as JSON
+        for a field of another type (see the module's docstring), naming every such field
+        of the record, so that one run tells all that `json_fields` may need."""
+        found = [name for name in self._suspects if _looks_like_json(stored.get(name))]
+        if not found:
+            return
+        text = stored[found[0]]
+        names = ",".join(f"{self._model_name}.{name}" for name in found)
+        raise LegacyValueError(
+            found[0],
+            f"{text[:80]!r} looks like JSON, which 1.4 wrote in a field typed str today only "
+            "if the field had another type then (an Enum, UUID, date, Literal, constr...); "
+            "name the field with --json-fields (json_fields=) if so, or with --text-fields "
+            f"(text_fields=) if the text is what it says: {names}",
+        )
+
+
+def _looks_like_json(text: str | None) -> bool:
+    """Whether text is `null` or a JSON string (what 1.4 wrote for None and text-like values
+    of the types it stored as JSON)."""
+    if text is None or (text != "null" and not (len(text) > 1 and text[0] == text[-1] == '"')):
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False  # text with quotes around it
+    return True
 
 
 # A number as JSON writes it (and as str() writes ints and finite floats).

@@ -1,8 +1,9 @@
 """Migrating the records that pydantic-aioredis 1.4 wrote to today's layout.
 
 The same migration runs from the command line: `python -m pydantic_aioredis upgrade-1.4
---url redis://... --models myapp.models:Book,myapp.models:Library [--dry-run]`. What it
-changes, and how to upgrade a running application, is in docs/upgrading-from-1.4.md.
+--url redis://... --models myapp.models:Book,myapp.models:Library [--dry-run]
+[--json-fields Book.color] [--text-fields Book.note]`. What it changes, and how to upgrade a
+running application, is in docs/upgrading-from-1.4.md.
 
 Example:
     ```python
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError
+from ._legacy_values import LegacyValues, StoredAs
 from ._upgrade import ModelUpgrade, ModelUpgrader, Progress, RecordProblem
 
 if TYPE_CHECKING:
@@ -73,20 +75,32 @@ async def upgrade_from_1_4(
     dry_run: bool = False,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    json_fields: Iterable[str] = (),
+    text_fields: Iterable[str] = (),
 ) -> UpgradeReport:
     """Convert the records pydantic-aioredis 1.4 wrote for these models to today's layout.
 
     For each model: its 1.4 index (a set of keys, also where 1.4 lower-cased the prefix)
     becomes our sorted-set index; every value is re-encoded from 1.4's form to ours by its
     field's type; a record whose key changed (the prefix's case, or the text of its
-    primary key) moves there; each record keeps its remaining TTL. A record that cannot be
+    primary key) moves there; each record keeps its remaining TTL and gets its entries in
+    the indexes of the fields the model declares `Indexed`. A record that cannot be
     converted is left as it was and reported, naming its key and field.
+
+    Values are read by the rules 1.4 stored them by for the field's type today. Where that
+    type changed since 1.4, name the field in `json_fields` if 1.4 stored it as JSON (its
+    type then was not exactly `str`, `int` or `float`: an Enum, UUID, date, Literal,
+    `constr`...; for a list or dict, its items' type), or in `text_fields` if 1.4 stored it
+    as its text. A value of a `str` field that looks like JSON (a JSON string, or `null`)
+    is reported, not taken as text, unless the field is named in one of them.
 
     Safe to stop and run again: each record is converted and taken off the model's list of
     records to do in one call, so a rerun finishes the job, and a second run finds nothing
-    to do. Each call handles one chunk of records, so the server keeps serving other
-    clients, and models already migrated can be used meanwhile. Stop the writers that
-    still run 1.4 first (see docs/upgrading-from-1.4.md).
+    to do. A record left as it was and written since by this library (`insert`, `save`)
+    is in today's layout: a rerun takes it off the list as it is. Each call handles one
+    chunk of records, so the server keeps serving other clients, and models already
+    migrated can be used meanwhile. Stop the writers that still run 1.4 first (see
+    docs/upgrading-from-1.4.md).
 
     Args:
         store: A store on the Redis server that holds the 1.4 data (not a cluster).
@@ -96,13 +110,18 @@ async def upgrade_from_1_4(
         chunk_size: Records per call.
         progress: Called after each chunk with the model's name, the records done and the
             records in all.
+        json_fields: Fields that 1.4 stored as JSON although their type today says text,
+            as `"Model.field"` (the model's class name).
+        text_fields: Fields that 1.4 stored as their text although their type today says
+            JSON, or whose text may look like JSON, as `"Model.field"`.
 
     Returns:
         The report; `report.problems` lists the records left as they were.
 
     Raises:
-        ConfigurationError: The store is on a Redis Cluster, or a model is registered with
-            another store.
+        ConfigurationError: The store is on a Redis Cluster, a model is registered with
+            another store, or a field named in `json_fields` or `text_fields` is not a
+            field of one of the models.
         RedisOperationError: Redis failed; run the migration again.
     """
     if store.cluster:
@@ -114,19 +133,56 @@ async def upgrade_from_1_4(
         raise ConfigurationError(
             f"chunk_size must be from 1 to {MAX_CHUNK_SIZE:,}, not {chunk_size!r}"
         )
+    models = list(dict.fromkeys(models))
+    stored_as = _stored_as(models, json_fields, text_fields)
+    tables = [_table(store, model) for model in models]
     report = UpgradeReport(dry_run, [])
-    for model in dict.fromkeys(models):
-        upgrader = ModelUpgrader(store, _table(store, model), chunk_size, progress)
+    for model, table in zip(models, tables):
+        values = LegacyValues(model, stored_as.get(model.__name__))
+        upgrader = ModelUpgrader(store, table, values, chunk_size, progress)
         report.models.append(await (upgrader.dry_run() if dry_run else upgrader.run()))
     return report
 
 
 def _table(store: Store, model: type[Model]) -> ModelTable[Any]:
     if model not in store._tables:
-        if model._store is not None and model._store is not store:
+        owner = model._store
+        if owner is not None and owner is not store:
             raise ConfigurationError(
-                f"{model.__name__} is registered with store {model._store.name!r}; "
-                "migrate it with that store"
+                f"{model.__name__} is registered with store {owner.name!r}: migrate it with "
+                f"that store, or call unregister_model({model.__name__}) on it first"
             )
         store.register_model(model)
     return store._tables[model]
+
+
+def _stored_as(
+    models: list[type[Model]], json_fields: Iterable[str], text_fields: Iterable[str]
+) -> dict[str, dict[str, StoredAs]]:
+    """`{"Model": {"field": "json" or "text"}}` from the `"Model.field"` names given."""
+    found: dict[str, dict[str, StoredAs]] = {}
+    by_name = {model.__name__: model for model in models}
+    named: tuple[tuple[Iterable[str], StoredAs], ...] = (
+        (json_fields, "json"),
+        (text_fields, "text"),
+    )
+    for names, how in named:
+        for name in [names] if isinstance(names, str) else names:
+            model_name, field_name = _model_field(name.strip(), by_name, how)
+            if found.setdefault(model_name, {}).setdefault(field_name, how) != how:
+                raise ConfigurationError(
+                    f"{name.strip()} is named in both json_fields and text_fields"
+                )
+    return found
+
+
+def _model_field(name: str, models: dict[str, type[Model]], how: str) -> tuple[str, str]:
+    """`"Book.color"` -> `("Book", "color")`, for a field of one of the models."""
+    model_name, _, field_name = name.partition(".")
+    model = models.get(model_name)
+    if model is None or field_name not in model.model_fields:
+        raise ConfigurationError(
+            f"{how}_fields: {name!r} is not Model.field for a field of one of the models "
+            f"migrated ({', '.join(models)})"
+        )
+    return model_name, field_name

@@ -127,6 +127,31 @@ EVENTS = [
 # An int primary key.
 COUNTERS = [{"n": n, "label": None if n % 2 else f"label {n}"} for n in range(1, 4)]
 
+# Fields of types 1.4 stored as JSON, which a port to pydantic v2 may well type `str` (see
+# `models.Retyped`), and a plain str whose text has quotes around it.
+RETYPED = [
+    {
+        "sku": "i1",
+        "color": "red",
+        "uid": UUID(int=7),
+        "kind": "book",
+        "day": date(2024, 1, 2),
+        "name": "Bob",
+        "nick": None,
+        "note": '"quoted"',
+    },
+    {
+        "sku": "i2",
+        "color": "green",
+        "uid": UUID(int=8),
+        "kind": "cd",
+        "day": date(1999, 12, 31),
+        "name": "Ann",
+        "nick": "annie",
+        "note": "plain",
+    },
+]
+
 
 def book(i: int) -> dict[str, object]:
     """The i-th record of the bulk data: six fields, as in the benchmarks."""

@@ -98,4 +98,19 @@ class Book(Model):
     tags: list[str]
 
 
+class Retyped(Model):
+    """`writer.Retyped` ported with every field typed `str`: 1.4 stored all but `sku` and
+    `note` as JSON, which the migration must be told (`json_fields`)."""
+
+    _primary_key_field: str = "sku"
+    sku: str
+    color: str
+    uid: str
+    kind: str
+    day: str
+    name: str
+    nick: Optional[str] = None
+    note: str
+
+
 ALL = (Everything, Thing, Event, Counter)

@@ -40,11 +40,18 @@ def _works(python: Path) -> bool:
     if not python.exists():
         return False
     check = "import pydantic, pydantic_aioredis; assert pydantic.VERSION < '2'"
-    return subprocess.run([str(python), "-c", check], capture_output=True).returncode == 0
+    probe = subprocess.run([str(python), "-c", check], capture_output=True, env=legacy_env())
+    return probe.returncode == 0
+
+
+def legacy_env() -> dict[str, str]:
+    """Our environment without PYTHONPATH, which would put packages of ours (pydantic v2,
+    this library) before those of the 1.4 environment."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
 
 def write_with_1_4(url: str, what: str = "all", count: int = 0) -> None:
     """Run `writer.py` (see there) with pydantic-aioredis 1.4 against the Redis at `url`."""
     command = [str(legacy_python()), str(WRITER), url, what, str(count)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=legacy_env())
     assert result.returncode == 0, result.stderr

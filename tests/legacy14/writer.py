@@ -4,6 +4,7 @@ Runs in the virtual environment `venv.py` makes, never in ours:
 
     python writer.py redis://127.0.0.1:PORT/DB all        # the models of dataset.py
     python writer.py redis://127.0.0.1:PORT/DB books N    # N records of the bulk model
+    python writer.py redis://127.0.0.1:PORT/DB retyped    # the records of dataset.RETYPED
 
 The models are those of `models.py`, declared as 1.4's documents show.
 """
@@ -108,6 +109,18 @@ class Book(Model):
     tags: List[str]
 
 
+class Retyped(Model):
+    _primary_key_field = "sku"
+    sku: str
+    color: Color
+    uid: UUID
+    kind: Literal["book", "cd"]
+    day: date
+    name: constr(max_length=50)  # type: ignore[valid-type]
+    nick: Optional[constr(max_length=20)]  # type: ignore[valid-type]
+    note: str
+
+
 async def write_all(store: Store) -> None:
     for model in (Everything, Thing, Event, Counter):
         store.register_model(model)
@@ -126,12 +139,22 @@ async def write_books(store: Store, count: int) -> None:
         await Book.insert([Book(**row) for row in rows])
 
 
+async def write_retyped(store: Store) -> None:
+    store.register_model(Retyped)
+    await Retyped.insert([Retyped(**row) for row in dataset.RETYPED])
+
+
 async def main(url: str, what: str, count: int) -> None:
     host_port, _, db = url.removeprefix("redis://").partition("/")
     host, _, port = host_port.partition(":")
     store = Store(name="legacy", redis_config=RedisConfig(host=host, port=int(port), db=int(db)))
     try:
-        await (write_all(store) if what == "all" else write_books(store, count))
+        if what == "all":
+            await write_all(store)
+        elif what == "retyped":
+            await write_retyped(store)
+        else:
+            await write_books(store, count)
     finally:
         await store.redis_store.aclose()
 

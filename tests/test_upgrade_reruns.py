@@ -1,0 +1,167 @@
+"""Running the migration again, odd 1.4 records, and models with `Indexed` fields.
+
+The 1.4 layout is written here with plain commands, as in tests/test_upgrade_guard.py: a set
+of record keys as the index, values as 1.4 stored them for these field types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Annotated, Optional
+
+import pytest
+import redis
+from pydantic import Field
+
+from pydantic_aioredis import CorruptRecordError, Indexed, Model, RedisConfig, Store
+from pydantic_aioredis.migrate import UpgradeReport, upgrade_from_1_4
+
+pytestmark = pytest.mark.filterwarnings("ignore:Field name:UserWarning")
+
+
+class Book(Model):
+    _primary_key_field: str = "title"
+    title: str
+    author: Annotated[str, Indexed()] = "someone"
+    published_on: date = date(2000, 1, 1)
+    subtitle: Optional[str] = None  # noqa: UP045 - as a 1.4 user typed it
+    copies: Annotated[int, Field(ge=0), Indexed()] = 0
+
+
+def write_1_4(raw: redis.Redis, records: dict[str, dict[str, str]]) -> None:
+    """Records (by primary key) and their index, as 1.4 wrote them for `Book`."""
+    for pk, fields in records.items():
+        raw.hset(f"book:{pk}", mapping=fields)
+        raw.sadd("book:__index", f"book:{pk}")
+
+
+def as_1_4(title: str, **fields: str) -> dict[str, str]:
+    values = {"title": title, "author": "Ann", "published_on": '"1999-12-31"', "copies": "1"}
+    return {**values, "subtitle": "None", **fields}
+
+
+@pytest.fixture
+def raw(redis_url: str) -> redis.Redis:
+    # Bytes that are not UTF-8 read as lone surrogates, as the library reads them.
+    client = redis.Redis.from_url(
+        redis_url, decode_responses=True, encoding_errors="surrogateescape"
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    store = Store(name="reruns", redis_config=RedisConfig.from_url(redis_url))
+    store.register_model(Book)
+    yield store
+    await store.close()
+
+
+def counts(report: UpgradeReport) -> tuple[int, ...]:
+    (m,) = report.models
+    return (m.records, m.converted, m.current, m.expired, len(m.problems))
+
+
+async def test_a_rerun_leaves_records_written_since_as_they_are(
+    store: Store, raw: redis.Redis
+) -> None:
+    write_1_4(
+        raw,
+        {
+            "ok": as_1_4("ok"),
+            "Hamlet": as_1_4("Hamlet", copies="-2"),
+            "Emma": as_1_4("Emma", published_on='"1815-02-30"'),
+            "Gone": as_1_4("Gone", copies="x"),
+        },
+    )
+    first = await upgrade_from_1_4(store, [Book])
+    assert sorted(p.key for p in first.problems) == ["book:Emma", "book:Gone", "book:Hamlet"]
+    # Meanwhile the left-overs are not the model's: select() leaves them out, and naming
+    # one by its id finds a record that does not read as the model.
+    assert [book.title for book in await Book.select() or []] == ["ok"]
+    with pytest.raises(CorruptRecordError, match="record 'book:Hamlet' is invalid"):
+        await Book.select(ids=["Hamlet"])
+    # The application writes two of them anew (it cannot see them), and deletes the third.
+    fixed = [
+        Book(title="Hamlet", subtitle="The new edition", copies=5),
+        Book(title="Emma", published_on=date(1815, 12, 23), author="Jane"),
+    ]
+    await Book.insert(fixed)
+    assert await Book.delete(ids=["Gone"]) == 1
+    written = {key: raw.hgetall(key) for key in ("book:Hamlet", "book:Emma")}
+    planned = await upgrade_from_1_4(store, [Book], dry_run=True)
+    again = await upgrade_from_1_4(store, [Book])
+    assert counts(planned) == counts(again) == (3, 0, 2, 1, 0)
+    assert {key: raw.hgetall(key) for key in written} == written
+    assert await Book.select(ids=["Hamlet", "Emma"]) == fixed
+    assert await Book.select(where={"author": "Jane"}) == [fixed[1]]
+    assert not raw.exists("book:__index:~unconverted_1.4")
+    assert counts(await upgrade_from_1_4(store, [Book])) == (0, 0, 0, 0, 0)
+
+
+async def test_indexed_fields_are_complete_after_the_migration(
+    store: Store, raw: redis.Redis
+) -> None:
+    write_1_4(raw, {f"b{i}": as_1_4(f"b{i}", author=f"a{i % 3}", copies=str(i)) for i in range(9)})
+    report = await upgrade_from_1_4(store, [Book], chunk_size=4)
+    assert counts(report) == (9, 9, 0, 0, 0)
+    # No build_indexes() needed: the indexes were written with the records.
+    found = await Book.select(where={"author": "a1", "copies__gte": 4}, order_by="copies")
+    assert [book.title for book in found or []] == ["b4", "b7"]
+    assert await Book.count(where={"author__in": ["a0", "a2"]}) == 6
+    assert await Book.build_indexes() == {}
+
+
+# 1.4 records whose primary key names one of the model's own keys today, and others that
+# had only the names of the migration's lists in an earlier version.
+ODD = {
+    "ok": as_1_4("ok"),
+    "__upgrading_1.4": as_1_4("__upgrading_1.4"),
+    "__unconverted_1.4": as_1_4("__unconverted_1.4"),
+    "__expiry": as_1_4("__expiry"),  # our expiry set's key
+    "__index:author": as_1_4("__index:author"),  # the key of the index of `author`
+    "__values:copies": as_1_4("__values:copies"),  # the encodings of `copies`
+    "__index:~upgrading_1.4": as_1_4("__index:~upgrading_1.4"),  # the work list's key
+    "__index:other": as_1_4("__index:other"),  # reserved, but not a key the model uses
+    "__write:x": as_1_4("__write:x"),
+    "bad": as_1_4("bad", copies="many"),
+}
+ASIDE = ["__expiry", "__index:author", "__values:copies", "__index:~upgrading_1.4"]
+LEFT = ["__index:other", "__write:x", "bad"]
+
+
+async def test_odd_1_4_records_are_reported_and_block_nothing(
+    store: Store, raw: redis.Redis, redis_url: str
+) -> None:
+    write_1_4(raw, ODD)
+    binary = redis.Redis.from_url(redis_url)  # for a key that is not UTF-8
+    not_utf8 = {b"title": b"caf\xe9", b"copies": b"1"}
+    binary.hset(b"book:caf\xe9", mapping=not_utf8)
+    binary.sadd(b"book:__index", b"book:caf\xe9")
+    before = {f"book:{pk}": raw.hgetall(f"book:{pk}") for pk in ODD}
+    keys = sorted(raw.keys())
+    planned = await upgrade_from_1_4(store, [Book], dry_run=True)
+    assert sorted(raw.keys()) == keys
+    report = await upgrade_from_1_4(store, [Book])
+    assert counts(planned) == counts(report) == (11, 3, 0, 0, 8)
+    problems = {p.key: p.problem for p in report.problems}
+    assert sorted(problems) == sorted(f"book:{pk}" for pk in [*ASIDE, *LEFT, "caf\udce9"])
+    for pk in ASIDE:  # moved out of the way, as they were
+        assert f"moved to 'book:__index:~reserved_1.4:{pk}'" in problems[f"book:{pk}"]
+        assert raw.hgetall(f"book:__index:~reserved_1.4:{pk}") == before[f"book:{pk}"]
+    for pk in LEFT:
+        assert raw.hgetall(f"book:{pk}") == before[f"book:{pk}"]
+    assert "not UTF-8" in problems["book:caf\udce9"]
+    assert binary.hgetall(b"book:caf\xe9") == not_utf8
+    binary.close()
+    assert "reserved" in problems["book:__index:other"]
+    titles = ["__unconverted_1.4", "__upgrading_1.4", "ok"]
+    assert [book.title for book in await Book.select() or []] == titles
+    assert await Book.count(where={"author": "Ann"}) == 3
+    assert "'book:caf\\udce9'" in report.summary().encode().decode()  # printable
+    # A rerun tries the records left over again, and still blocks nothing.
+    again = await upgrade_from_1_4(store, [Book])
+    assert counts(again) == (4, 0, 0, 0, 4)
+    assert await Book.count() == 3
