@@ -42,6 +42,8 @@ def test_benchmark_smoke() -> None:
         "longest single server-side call",
         "| 600 |",
         "beside 1,000 unrelated keys",
+        "| equality query | ",
+        "| range query, order_by",
     ):
         assert expected in output, expected
 
@@ -52,5 +54,10 @@ def test_benchmark_smoke() -> None:
 )
 def test_cluster_benchmark_smoke() -> None:
     output = _run_benchmark("benchmarks.cluster", "--n", "300", "--repeat", "1")
-    for expected in ("| ours, single Redis |", "| ours, 3-master cluster |", "(floor) |"):
+    for expected in (
+        "| ours, single Redis |",
+        "| ours, 3-master cluster |",
+        "(floor) |",
+        "| equality query | ",
+    ):
         assert expected in output, expected

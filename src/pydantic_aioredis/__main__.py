@@ -1,4 +1,11 @@
-"""The command line: `python -m pydantic_aioredis upgrade-1.4 ...`.
+"""The command line: `python -m pydantic_aioredis upgrade-1.4 ...` and `... build-indexes ...`.
+
+    python -m pydantic_aioredis build-indexes --url redis://localhost:6379/0 \\
+        --models myapp.models:Book,myapp.models:Library
+
+Builds the secondary indexes of those models that do not cover every record yet (see
+`Model.build_indexes` and docs/queries.md), and drops those no longer declared; prints what it
+built. Exits with 0, or 2 on bad arguments or a failure.
 
     python -m pydantic_aioredis upgrade-1.4 --url redis://localhost:6379/0 \\
         --models myapp.models:Book,myapp.models:Library [--dry-run] \\
@@ -43,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         models = [_import_model(name) for name in _names(args.models)]
+        if args.command == "build-indexes":
+            for line in asyncio.run(_build_indexes(args.url, models)):
+                print(line)
+            return 0
         report = asyncio.run(_upgrade(args, models))
     except (PydanticAioredisError, ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,7 +102,35 @@ def _parser() -> argparse.ArgumentParser:
         help="fields 1.4 stored as their text (typed str, int or float in 1.4), whatever "
         "they are typed today or look like",
     )
+    build = commands.add_parser(
+        "build-indexes",
+        help="build the indexes of models that have records written before they were indexed",
+        description="Build the secondary indexes of the given models that do not cover every "
+        "record yet, and drop those no longer declared. Safe to run while the application "
+        "writes, and to stop and run again.",
+    )
+    build.add_argument(
+        "--url",
+        default=os.environ.get("REDIS_URL"),
+        help="the Redis holding the records, e.g. redis://localhost:6379/0, or a "
+        "redis+cluster:// URL (default: $REDIS_URL)",
+    )
+    build.add_argument("--models", required=True, help="the models: module:Class[,module:Class...]")
     return parser
+
+
+async def _build_indexes(url: str, models: list[type[Model]]) -> list[str]:
+    store = Store(name="build-indexes", redis_config=RedisConfig.from_url(url))
+    lines = []
+    with _borrowed(models, store):
+        for model in models:
+            store.register_model(model)
+        async with store:
+            for model in models:
+                built = await model.build_indexes()
+                done = ", ".join(f"{name} ({count:,} records)" for name, count in built.items())
+                lines.append(f"{model.__name__}: {done or 'every index was complete already'}")
+    return lines
 
 
 def _names(text: str) -> list[str]:

@@ -153,6 +153,7 @@ return remember(delete_records(doomed))
 """,
     RANGES,
     DELETE_RECORDS,
+    writes=True,
 )
 
 # Returns, once no expired record is left (else AGAIN), the number of records of the shard
@@ -198,6 +199,7 @@ for i = 6, #ARGV, 4 do
 end
 return done
 """,
+    writes=True,
 )
 
 # KEYS: the keys to delete (an index that is no longer declared, or must be built again).

@@ -9,13 +9,13 @@ is refused until the index is known to be complete.
 What is known is kept in a hash per model, `{namespace}__index:~state`, field -> state:
 
 * `partial:<signature>`: entries are being written with that encoding (`FieldIndex.signature`),
-  completeness unknown. A store records it on its first call for the model, before it
+  completeness unknown. A store records it on its first writing call for the model, before it
   writes anything, so the state always names the encoding of the entries in the index;
 * `<signature>`: complete. A partial index is adopted as complete when every shard has as
   many entries in the field's hash of encodings as it has records;
 * `building:<signature>`: `build_indexes()` is at work.
 
-On its first call for a model, a store also drops the index keys of fields the model no
+On that first writing call, a store also drops the index keys of fields the model no
 longer declares (and their state): a release without the index does not keep it up to date,
 so it must not be found complete again later. `build_indexes()` walks every record in
 bounded calls, encodes the field's stored value and adds the entry, unless a writer changed
@@ -58,7 +58,7 @@ class IndexState:
         self.ready: set[str] = set()
         self._prepared: asyncio.Future[None] | None = None
 
-    # -- the first call ------------------------------------------------------------------
+    # -- the first write ------------------------------------------------------------------
 
     @property
     def started(self) -> bool:
@@ -66,7 +66,7 @@ class IndexState:
         return self._prepared is not None
 
     async def prepare(self) -> None:
-        """Before the store's first call for the model: record the encodings its writes
+        """Before the store's first writing call for the model: record the encodings its writes
         will use, and drop the indexes it no longer declares. Once per store."""
         if self._prepared is None:
             self._prepared = asyncio.get_running_loop().create_future()
@@ -127,7 +127,7 @@ class IndexState:
         return await self._state("get")
 
     async def _state(self, operation: str, *args: str) -> dict[str, str]:
-        # `send`, not `execute`: this may run before the model's first call, which may be
+        # `send`, not `execute`: this may run before the model's first write, which may be
         # the queue of automatic writes sending itself.
         (reply,) = await self.table.store.send(
             [ScriptCall(INDEX_STATE, (self.key,), (operation, *args))]

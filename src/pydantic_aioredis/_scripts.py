@@ -79,6 +79,9 @@ class LuaScript:
 
     name: str
     source: str
+    # Whether it writes: a store's first writing call for a model records its index state
+    # first (see `_index_state`); reading calls need not wait for that.
+    writes: bool = False
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -251,8 +254,8 @@ end
 """
 
 
-def script(name: str, body: str, *parts: str) -> LuaScript:
-    return LuaScript(name, _PRELUDE + "".join(parts) + body)
+def script(name: str, body: str, *parts: str, writes: bool = False) -> LuaScript:
+    return LuaScript(name, _PRELUDE + "".join(parts) + body, writes)
 
 
 # ARGV after the header: mode, n, field names (n), then per record: pk, ttl in ms (0: keep
@@ -315,6 +318,7 @@ end
 if r > 0 then redis.call('ZADD', INDEX, unpack(members)) end
 return remember(r)
 """,
+    writes=True,
 )
 
 # ARGV after the header: per record: pk, ttl in ms (0: keep), k, k field/value pairs, one
@@ -349,6 +353,7 @@ while i <= #ARGV do
 end
 return missing
 """,
+    writes=True,
 )
 
 # ARGV after the header: mode ('rank' or 'lex'), start (a rank, or an exclusive lex bound
@@ -419,6 +424,7 @@ if err then return err end
 return remember(delete_records({unpack(ARGV, 4)}))
 """,
     DELETE_RECORDS,
+    writes=True,
 )
 
 # ARGV after the header: count. Deletes up to `count` records from the front of the index;
@@ -438,6 +444,7 @@ end
 return remember({deleted, left})
 """,
     DELETE_RECORDS,
+    writes=True,
 )
 
 # Returns the number of live records, or AGAIN.

@@ -385,9 +385,13 @@ class Store:
         return replies if self._decodes else _decoded(replies)
 
     async def _first_call_of_models(self, calls: Sequence[ScriptCall]) -> None:
-        """Before a model's first call: its index state (see `_index_state`)."""
+        """Before a model's first writing call: its index state (see `_index_state`)."""
         firsts = self._first_calls
-        tables = {firsts[call.keys[0]] for call in calls if call.keys and call.keys[0] in firsts}
+        tables = {
+            firsts[call.keys[0]]
+            for call in calls
+            if call.script.writes and call.keys and call.keys[0] in firsts
+        }
         for table in tables:
             if table.index_state.started:  # under way (this call may be part of it)
                 continue

@@ -43,8 +43,8 @@ end
 """
 
 
-def _script(name: str, body: str) -> LuaScript:
-    return LuaScript(name, _PRELUDE + _COMMON + body)
+def _script(name: str, body: str, writes: bool = False) -> LuaScript:
+    return LuaScript(name, _PRELUDE + _COMMON + body, writes)
 
 
 # KEYS after the lists: the state key of the model's indexes, then the sets whose entries go
@@ -113,6 +113,7 @@ for i = 2, #sets do
 end
 return done({1, redis.call('SCARD', WORK), moved})
 """,
+    writes=True,
 )
 
 # KEYS after the lists: the set to read. ARGV after the header: SSCAN cursor, count.
@@ -250,6 +251,7 @@ local reply = {gone, current, statuses}
 if changed then return remember(reply) end
 return reply  -- nothing done: the same whenever it is sent
 """,
+    writes=True,
 )
 
 # ARGV after the header: keys. Returns 1 for each key that exists, else 0 (for a dry run).
