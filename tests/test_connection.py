@@ -15,7 +15,8 @@ import pytest
 import redis.asyncio
 import redis.asyncio.cluster
 
-from pydantic_aioredis import RedisOperationError, Store, UsageError
+from pydantic_aioredis import RedisConfig, RedisOperationError, Store, UsageError
+from tests.keys import register_alone
 from tests.models import Book, books
 from tests.test_autosave import Note
 
@@ -23,12 +24,17 @@ from tests.test_autosave import Note
 async def test_an_error_redis_py_raises_outside_its_own_hierarchy_is_wrapped(
     redis_url: str,
 ) -> None:
-    # A client that decodes replies as UTF-16: redis-py fails with a UnicodeDecodeError.
-    client = redis.asyncio.Redis.from_url(redis_url, encoding="utf-16", decode_responses=True)
+    # A client that decodes replies as ASCII, reading a record that holds other text:
+    # redis-py fails with a UnicodeDecodeError, outside its own errors.
+    writer = Store(name="w", redis_config=RedisConfig.from_url(redis_url))
+    register_alone(writer, Book)
+    await Book.insert(Book(title="t", author="Brontë"))
+    await writer.close()
+    client = redis.asyncio.Redis.from_url(redis_url, encoding="ascii", decode_responses=True)
     store = Store(name="s", redis_store=client)
-    store.register_model(Book)
+    register_alone(store, Book)
     with pytest.raises(RedisOperationError, match="Redis failed: UnicodeDecodeError") as caught:
-        await Book.insert(Book(title="t", author="a"))
+        await Book.select()
     assert isinstance(caught.value.__cause__, UnicodeDecodeError)
     await store.close()
     await client.aclose()
