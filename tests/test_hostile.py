@@ -248,6 +248,36 @@ async def test_broken_json_from_another_program_cannot_set_other_fields(
     assert [p.field for p in problems] == ["visits"]
 
 
+async def test_one_forged_value_among_many_sound_records_is_found(
+    store: Store, raw: redis.Redis
+) -> None:
+    """Many records are read as one document: a value that is more than one JSON value,
+    in a record that has every field, is still caught, and only its record is skipped."""
+
+    class Account(Model):
+        _primary_key_field: str = "id"
+        id: str
+        roles: list[str]
+        is_admin: bool = False
+        limit: int = 0
+
+    store.register_model(Account)
+    await Account.insert([Account(id=f"a{i:02}", roles=["x", "y"]) for i in range(40)])
+    raw.hset(key("account:a17"), "roles", '["x"],"is_admin":true')
+    raw.hset(key("account:a23"), "limit", '5,"is_admin":true')
+    with pytest.raises(CorruptRecordError, match="roles"):
+        await Account.select()
+    problems: list[CorruptRecordError] = []
+    found = await Account.select(invalid=problems) or []
+    assert [(p.key, p.field) for p in problems] == [
+        (key("account:a17"), "roles"),
+        (key("account:a23"), "limit"),
+    ]
+    assert len(found) == 38
+    assert not any(account.is_admin for account in found)
+    assert {account.roles[0] for account in found} == {"x"}
+
+
 async def test_a_str_key_with_a_serializer_is_found_by_id(store: Store) -> None:
     class Member(Model):
         _primary_key_field: str = "email"

@@ -154,6 +154,31 @@ async def test_reserved_and_overlong_primary_keys_are_refused(store: Store, pk: 
 
 
 @pytest.mark.parametrize(
+    ("pk", "problem"),
+    [
+        ("__index", "reserved"),
+        ("__expiry", "reserved"),
+        ("__write:abc", "reserved"),
+        ("__values:title", "reserved"),
+        ("x" * 4097, "4097 characters long"),
+        ("bad \ud800", "cannot be stored: surrogates not allowed"),
+    ],
+)
+async def test_a_bad_primary_key_among_many_ids_is_named(
+    store: Store, pk: str, problem: str
+) -> None:
+    """Many ids are checked at once: a bad one among good ones is still found and named."""
+    store.register_model(Book)
+    await Book.insert(Book(title="ok", author="x"))
+    ids = [f"t{i}" for i in range(50)] + [pk, "ok"]
+    with pytest.raises(InvalidInputError, match=problem):
+        await Book.select(ids=ids)
+    with pytest.raises(InvalidInputError, match=problem):
+        await Book.delete(ids=ids)
+    assert await Book.count() == 1
+
+
+@pytest.mark.parametrize(
     "pk", ["", " ", "a:b", "*", "?", "[x]", "line\nbreak", "ünïcødé ✓", "__indexx", "x" * 4096]
 )
 async def test_unusual_primary_keys_round_trip(store: Store, pk: str) -> None:

@@ -35,9 +35,10 @@ Two rules keep every key unambiguous:
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache
-from itertools import count
+from itertools import count, repeat
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -182,6 +183,25 @@ class KeySpace:
                 ) from None
         return primary_key
 
+    def check_primary_keys(self, primary_keys: Collection[str]) -> None:
+        """Raise as `check_primary_key` would for the first of these that cannot name a
+        record.
+
+        Written for speed: the keys are checked all at once with C-level calls (a Python
+        call per key costs as much as reading the record), and one by one only to name a
+        bad one.
+        """
+        joined = "".join(primary_keys)
+        if (
+            max(map(len, primary_keys), default=0) <= MAX_PRIMARY_KEY_LENGTH
+            and _RESERVED_NAMES.isdisjoint(primary_keys)
+            and not any(map(str.startswith, primary_keys, repeat(_RESERVED_PREFIXES)))
+            and (joined.isascii() or _is_utf8_text(joined))
+        ):
+            return
+        for primary_key in primary_keys:
+            self.check_primary_key(primary_key)
+
     def overlaps(self, other: KeySpace) -> bool:
         """True when records of the two models could share a key."""
         return self.namespace.startswith(other.namespace) or other.namespace.startswith(
@@ -221,3 +241,12 @@ def _bucket_tags(buckets: int) -> tuple[str, ...]:
                 tags.append(tag)
                 break
     return tuple(tags)
+
+
+def _is_utf8_text(text: str) -> bool:
+    """False for text that UTF-8 cannot carry (a lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -154,6 +154,12 @@ class ModelTable(Generic[M]):
             return []
         if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
             ids = [ids]
+        if self._pk_is_plain_str:
+            ids = list(ids)
+            if set(map(type, ids)) <= {str}:  # the common case, checked at once for speed
+                texts = list(dict.fromkeys(ids))
+                self.keys.check_primary_keys(texts)
+                return texts
         keys: dict[str, None] = {}  # ordered and without repeats
         for value in ids:
             if self._pk_is_plain_str and type(value) is str:
