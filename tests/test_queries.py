@@ -230,6 +230,26 @@ async def test_every_write_path_moves_the_index_entries(store: Store, raw: redis
     assert await Task.count(where={"owner": "tmp"}) == 0
 
 
+async def test_a_record_written_several_times_in_one_call_keeps_only_its_last_entries(
+    store: Store, raw: redis.Redis
+) -> None:
+    """A call moves the entries of all its records at once: a record it carries more than
+    once ends with the entries of its last version, and no entry of the others is left."""
+    store.register_model(Task)
+    await Task.insert(Task(id="a", owner="old", priority=9, _auto_save=False))
+    versions = [Task(id="a", owner=f"v{i}", priority=i, _auto_save=False) for i in range(5)]
+    others = [Task(id=f"o{i}", owner="o", _auto_save=False) for i in range(20)]
+    await Task.insert([versions[0], *others[:10], *versions[1:], *others[10:]])
+    assert await _owners(owner="v4") == ["a"]
+    for owner in ("old", "v0", "v1", "v2", "v3"):
+        assert await _owners(owner=owner) == []
+    assert await _owners(priority__gte=5) == []
+    assert await _owners(priority=4) == ["a"]
+    assert len(await _owners(owner="o")) == 20
+    if not store.cluster:  # one entry per record and field: nothing stale left behind
+        assert raw.zcard(key("task:__index:owner")) == 21
+
+
 async def test_versioned_writes_move_the_entries_too(store: Store) -> None:
     class Ticket(Model):
         _primary_key_field: str = "id"

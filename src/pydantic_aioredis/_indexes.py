@@ -83,6 +83,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _DIGITS = bytes.maketrans(bytes(range(10)), b"0123456789")
 _DOWN_DIGITS = bytes.maketrans(bytes(range(10)), b"9876543210")
 _DOWN = str.maketrans("0123456789", "9876543210")
+_INFINITIES = (float("inf"), float("-inf"))
 # pydantic's constrained date types are plain classes at run time.
 _PYDANTIC_TEMPORAL: dict[Any, type] = {
     pydantic.types.AwareDatetime: datetime.datetime,
@@ -176,8 +177,23 @@ def _encode_int(value: int) -> str:
 
 
 def _encode_float(value: float) -> str:
-    # The shortest repr orders floats as the floats themselves (float() rounding is monotonic).
-    return _encode_decimal(Decimal(float.__repr__(value)))
+    """The encoding of the Decimal of the shortest repr, which orders floats as the floats
+    themselves (float() rounding is monotonic).
+
+    Written by hand for speed: read off the repr, the digits and exponent cost a third of
+    what making the Decimal does, which was the larger part of an indexed record's write.
+    """
+    text = float.__repr__(value)
+    if not value or value != value or value in _INFINITIES:
+        return _encode_decimal(Decimal(text))
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    all_digits = whole + fraction
+    digits = all_digits.lstrip("0")  # not empty: the value is not zero
+    adjusted = int(exponent or 0) + len(whole) - 1 - (len(all_digits) - len(digits))
+    if value < 0:
+        return "<" + _exponent(-adjusted) + digits.rstrip("0").translate(_DOWN) + "~" + TERMINATOR
+    return ">" + _exponent(adjusted) + digits.rstrip("0") + TERMINATOR
 
 
 def _encode_bool(value: bool) -> str:
