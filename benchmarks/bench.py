@@ -646,7 +646,7 @@ async def main(args: argparse.Namespace) -> None:
 
         await print_section(url, big, min(args.repeat, 3))
         print()
-        await print_queries(url, big, min(args.repeat, 3))
+        await print_queries(url, big, min(args.repeat, 5))
     finally:
         await bench.close()
         if server is not None:

@@ -114,13 +114,27 @@ def _parsed(values: dict[str, str]) -> dict[str, Any]:
 
 async def timed(work: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, Any]:
     """Median seconds of `repeat` runs (after one warm-up), and the last result."""
-    result = await work()
-    times = []
+    (seconds, result), _ = await timed_pair(work, None, repeat)
+    return seconds, result
+
+
+async def timed_pair(
+    ours: Callable[[], Awaitable[Any]],
+    theirs: Callable[[], Awaitable[Any]] | None,
+    repeat: int,
+) -> tuple[tuple[float, Any], tuple[float, Any]]:
+    """`timed` of both, their runs alternating, so that a slow spell of this shared machine
+    falls on both sides alike."""
+    sides = [work for work in (ours, theirs) if work is not None]
+    results = [await work() for work in sides]
+    times: list[list[float]] = [[] for _ in sides]
     for _ in range(repeat):
-        started = time.perf_counter()
-        result = await work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        for i, work in enumerate(sides):
+            started = time.perf_counter()
+            results[i] = await work()
+            times[i].append(time.perf_counter() - started)
+    medians = [(statistics.median(spent), result) for spent, result in zip(times, results)]
+    return medians[0], medians[-1]
 
 
 Results = list[tuple[str, float, float, str, float]]
@@ -144,8 +158,9 @@ async def measure(
     reference = Reference(client)
     results = []
     try:
-        insert_plain, _ = await timed(lambda: PlainBook.insert(plain), repeat)
-        insert_indexed, _ = await timed(lambda: IndexedBook.insert(indexed), repeat)
+        (insert_indexed, _), (insert_plain, _) = await timed_pair(
+            lambda: IndexedBook.insert(indexed), lambda: PlainBook.insert(plain), repeat
+        )
         results.append(
             ("bulk insert, 2 indexed fields", n / insert_indexed, n / insert_plain,
              "the same without indexes", 0.7)
@@ -153,10 +168,13 @@ async def measure(
         await reference.insert(rows)
 
         author = f"author {42 % _authors(n):04d}"
-        ours, found = await timed(lambda: IndexedBook.select(where={"author": author}), repeat)
+        (ours, found), (ref, ref_found) = await timed_pair(
+            lambda: IndexedBook.select(where={"author": author}),
+            lambda: reference.by_author(author),
+            repeat,
+        )
         count = sum(1 for row in rows if row["author"] == author)
         assert len(found or []) == count
-        ref, ref_found = await timed(lambda: reference.by_author(author), repeat)
         assert [b.title for b in found or []] == [b.title for b in ref_found]
         scan, _ = await timed(lambda: _scan_and_filter(author), max(1, repeat // 3))
         results.append(
@@ -167,10 +185,11 @@ async def measure(
         low = 2.0
         high = low + RANGE / n * 5
         where = {"rating__gte": low, "rating__lt": high}
-        ours, found = await timed(
-            lambda: IndexedBook.select(where=where, order_by="rating"), repeat
+        (ours, found), (ref, ref_found) = await timed_pair(
+            lambda: IndexedBook.select(where=where, order_by="rating"),
+            lambda: reference.by_rating(low, high),
+            repeat,
         )
-        ref, ref_found = await timed(lambda: reference.by_rating(low, high), repeat)
         assert [b.title for b in found or []] == [b.title for b in ref_found]
         count = len(found or [])
         results.append(
