@@ -529,6 +529,37 @@ async def test_records_moved_during_a_query_come_once(
     assert await Numbered.count(where={"n__gte": 0, "tag": "x"}) == 4_500
 
 
+class TwoBuckets(Model):
+    _primary_key_field: str = "id"
+    _table_name: str = "twobuckets"
+    _cluster_buckets: int = 2  # on a cluster, over 2,000 records each: scans of two calls
+    id: str
+    n: Annotated[int, Indexed()]
+
+
+async def test_records_moved_during_a_scan_without_order_come_once_in_key_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register_model(TwoBuckets)
+    records = [TwoBuckets(id=f"r{i:05d}", n=i) for i in range(4_500)]
+    await TwoBuckets.insert(records)
+    lowest = iter(records)
+    execute = store.execute
+
+    async def another_client_moves_one(calls: Any) -> Any:
+        replies = await execute(calls)
+        if any("query" in call.script.name for call in calls):
+            record = next(lowest)
+            record.n += 100_000  # from before the scan's cursor to after it
+            await TwoBuckets.insert(record)
+        return replies
+
+    monkeypatch.setattr(store, "execute", another_client_moves_one)
+    found = await TwoBuckets.select(where={"n__gte": 0}) or []
+    assert [r.id for r in found] == [r.id for r in records]
+    assert await TwoBuckets.select(where={"n__gte": 0}, skip=4_000) == found[4_000:]
+
+
 async def test_a_page_never_holds_a_record_that_moved_in_the_order_meanwhile(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -87,6 +87,14 @@ class Shard:
         """Where a call made with this write token leaves its reply (see `_scripts`)."""
         return f"{self.namespace}{WRITE_PREFIX}{token}"
 
+    @property
+    def probe_key(self) -> str:
+        """A key of the shard's slot that never exists (tokens are never empty). A cluster
+        call that reads records it cannot name in advance declares it: Redis refuses such
+        a call (ASK, then TRYAGAIN) while the slot is half moved to another master, when
+        some of those records could already be gone from this one."""
+        return self.write_key("")
+
 
 class KeySpace:
     """The Redis keys of one model.

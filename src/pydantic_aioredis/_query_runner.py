@@ -63,6 +63,8 @@ class QueryRunner:
         driver, in_order = await self._driver(plan, skip, limit)
         if in_order and not plan.descending and len(self.table.shards) == 1:
             return await self._read_along(plan, driver, skip, limit, fields, columns, invalid)
+        if plan.order_by is None and limit is None and len(self.table.shards) > 1:
+            return await self._read_buckets(plan, driver, skip, fields, columns, invalid)
         want = skip + limit if in_order and limit is not None else 0
         found = await self._matches(plan, driver, want, in_order)
         members = _placed(self.table, found, plan.order_by, invalid)
@@ -175,6 +177,40 @@ class QueryRunner:
             if scan.exhausted or (left is not None and left <= 0):
                 return found
 
+    async def _read_buckets(
+        self,
+        plan: QueryPlan,
+        driver: str,
+        skip: int,
+        fields: list[str],
+        columns: list[str] | None,
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
+        """Every match from `skip` on, in primary-key order, read by the scanning calls
+        themselves (a cluster): one round trip when no bucket has more than SCAN_BUDGET
+        members to scan or READ_CHUNK matches, where finding the matches, then reading
+        them, takes two. Such a call reads records it does not name: see `probe_key`."""
+        table = self.table
+        scans = {shard: _Scan(table, plan, driver, "asc", "") for shard in table.shards}
+        width = len(fields) + 1
+        found: set[str] = set()  # a record moved ahead of the scan meanwhile comes once
+        replies: list[Any] = []
+        while scans:
+            calls = [scan.call(shard, 0, READ_CHUNK, fields) for shard, scan in scans.items()]
+            for (shard, scan), reply in zip(list(scans.items()), await table.execute_exact(calls)):
+                _, _, bad, rows = scan.advance(reply)
+                found.update(rows[::width])
+                replies.append([None, None, bad, rows])
+                if scan.exhausted:  # else it stopped at READ_CHUNK records or its budget
+                    del scans[shard]
+        rows = table.rows_in_order(sorted(found)[skip:], replies, width, invalid)
+        step = READ_CHUNK * width  # decoded a chunk at a time, as a select of all does
+        return [
+            record
+            for start in range(0, len(rows), step)
+            for record in table.decode(columns, rows[start : start + step], invalid)
+        ]
+
     async def _matches(
         self, plan: QueryPlan, driver: str, want: int, in_order: bool, give_keys: bool = False
     ) -> list[str]:
@@ -252,9 +288,9 @@ class _Scan:
             *[bound for span in self.ranges for bound in span],
             *self.conditions,
         ]
-        if fields:
+        if fields:  # 'rows': it reads records it does not name
             args += (len(fields), *fields)
-        return self.table.script_call(QUERY, shard, args)
+        return self.table.script_call(QUERY, shard, args, probe=bool(fields))
 
     def advance(self, reply: list[Any]) -> tuple[int, int, list[Any], list[Any]]:
         """Take in a QUERY reply; what it passed over and gave, its bad keys and output."""

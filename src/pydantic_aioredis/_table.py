@@ -189,14 +189,18 @@ class ModelTable(Generic[M]):
         args: Sequence[Any],
         pks: Iterable[str] = (),
         token: str = "",
+        probe: bool = False,
     ) -> ScriptCall:
         """A call of `script` on one shard, about the records `pks` (see `_scripts` for
-        the header every call starts with, and the keys a cluster call declares)."""
+        the header every call starts with, and the keys a cluster call declares; `probe`:
+        it reads records of the shard that it does not name, see `Shard.probe_key`)."""
         header = (shard.namespace, len(shard.indexed), token)
         if not self._declares_keys:
             return ScriptCall(script, shard.keys, (*header, *args))
         namespace = shard.namespace
         declared = [shard.write_key(token)] if token else []
+        if probe:
+            declared.append(shard.probe_key)
         declared += [namespace + pk for pk in pks]
         return ScriptCall(script, (*shard.keys, *declared), (*header, *args))
 
