@@ -30,6 +30,7 @@ from pydantic_aioredis import (
     RedisConfig,
     RedisOperationError,
     Store,
+    _node_batches,
 )
 from pydantic_aioredis._keys import bucket_tags
 from tests.conftest import cluster_masters
@@ -120,12 +121,13 @@ async def test_a_bulk_call_can_be_the_first_call_of_a_client(cluster_config: Red
 async def test_bulk_calls_take_round_trips_per_node_not_per_record(
     store: Store, round_trips: Counter[str], count: int
 ) -> None:
-    await Book.insert(books(300))  # load the scripts on every node first
-    await Book.select(ids=["book-00001"])
+    inserted = books(count)
+    ids = [b.title for b in inserted[::2]]
+    await Book.insert(inserted)  # load the scripts these calls use on every node first
     await Book.select()
+    await Book.select(ids=ids)
     await Book.delete()
     round_trips.clear()
-    inserted = books(count)
     await Book.insert(inserted)
     assert sorted(round_trips.values()) == [1, 1, 1]  # one per node
 
@@ -135,7 +137,6 @@ async def test_bulk_calls_take_round_trips_per_node_not_per_record(
     assert sorted(round_trips.values()) == [2, 2, 2]
 
     round_trips.clear()
-    ids = [b.title for b in inserted[::2]]
     assert [b.title for b in await Book.select(ids=ids) or []] == ids
     assert sorted(round_trips.values()) == [1, 1, 1]
 
@@ -534,3 +535,80 @@ async def test_a_query_waits_out_a_half_moved_slot(
         move.finish()
     assert [r.id for r in await query or []] == expected
     assert await Shelved.count(where={"shelf": 1}) == len(records) - len(expected)
+
+
+@pytest.fixture
+def batch_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[Any]]:
+    """The calls each node batch ran, by position among the calls of their round (see
+    `_node_batches`), with their script's name first."""
+    ran: list[list[Any]] = []
+    original = _node_batches.Batch.replies
+
+    def noting(batch: Any, reply: Any) -> Any:
+        split = original(batch, reply)
+        if batch.batched:
+            ran.append([batch.call.script.name, *(position for position, _ in split[0])])
+        return split
+
+    monkeypatch.setattr(_node_batches.Batch, "replies", noting)
+    return ran
+
+
+async def test_small_calls_go_to_each_node_as_one(
+    store: Store,
+    masters: list[redis.Redis],
+    round_trips: Counter[str],
+    batch_calls: list[list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_node_batches, "BATCH_BUDGET_US", 10**9)  # a slow machine is fine
+    await Book.insert(books(2_000))
+    await Book.count()  # loads the batch script on every node
+    round_trips.clear()
+    batch_calls.clear()
+    assert await Book.count() == 2_000  # a call per bucket: 64, in 3 batches
+    assert sorted(round_trips.values()) == [1, 1, 1]
+    assert sorted(len(calls) - 1 for calls in batch_calls) == sorted(
+        Counter(_node_of_bucket(masters, b) for b in range(64)).values()
+    )
+    ids = [b.title for b in books(2_000)[::40]]
+    assert [b.title for b in await Book.select(ids=ids) or []] == ids
+
+
+async def test_a_batch_out_of_time_leaves_the_rest_to_the_next_round(
+    store: Store, monkeypatch: pytest.MonkeyPatch, batch_calls: list[list[Any]]
+) -> None:
+    await Book.insert(books(2_000))
+    monkeypatch.setattr(_node_batches, "BATCH_BUDGET_US", 0)  # each batch runs one call
+    assert await Book.count() == 2_000
+    assert all(len(calls) == 2 for calls in batch_calls)  # the name, one call
+    assert len(batch_calls) > 3  # rounds, until each call has run
+
+
+async def test_a_call_whose_slot_moves_leaves_its_batch_and_waits_alone(
+    store: Store,
+    masters: list[redis.Redis],
+    batch_calls: list[list[Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_node_batches, "BATCH_BUDGET_US", 10**9)  # one round of batches
+    store.register_model(Shelved)
+    records = [Shelved(id=f"s{i:04d}", shelf=i % 2) for i in range(3_000)]
+    await Shelved.insert(records, life_span_seconds=3600)
+    nodes = [_node_of_bucket(masters, b) for b in range(64)]
+    moving = next(b for b in range(1, 64) if nodes[b] == nodes[b - 1])  # not first of a batch
+    move = _SlotMove(key_slot(bucket_tags(64)[moving].encode()), masters)
+    try:
+        query = asyncio.ensure_future(Shelved.select(where={"shelf": 0}))
+        await asyncio.sleep(0.5)
+        assert not query.done()  # the other buckets ran; this one waits alone for the move
+        in_batches = [p for name, *ran in batch_calls if name == "query (batch)" for p in ran]
+        assert sorted(in_batches) == [b for b in range(64) if b != moving]
+    finally:
+        move.finish()
+    assert [r.id for r in await query or []] == [r.id for r in records if r.shelf == 0]
+
+
+def _node_of_bucket(masters: list[redis.Redis], bucket: int) -> int:
+    slot = key_slot(bucket_tags(64)[bucket].encode())
+    return next(i for i, master in enumerate(masters) if _owns(master, slot))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import hiredis
@@ -33,6 +34,7 @@ from redis.exceptions import (
 
 from ._config import RedisConfig
 from ._exceptions import ConfigurationError, RedisOperationError
+from ._node_batches import batches
 from ._scripts import ScriptCall
 
 __all__ = [
@@ -333,8 +335,48 @@ async def run_calls(
         raise _failure(exc) from exc
 
 
-async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool = True) -> list[Any]:
-    """One round trip; an error reply takes the place of its call's reply."""
+async def _send(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
+    """One round trip (a few when a cluster node batch runs out of time); an error reply
+    takes the place of its call's reply."""
+    if len(calls) > 1 and isinstance(client, redis.asyncio.cluster.RedisCluster):
+        return await _send_in_node_batches(client, calls)
+    return await _send_each(client, calls)
+
+
+async def _send_in_node_batches(
+    client: redis.asyncio.cluster.RedisCluster, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """Send small calls bound for one node together (see `_node_batches`), in rounds until
+    each has run: calls a batch had no time for go again, those it could not run (their
+    slot moves) go on their own."""
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    alone: set[int] = set()  # positions in `calls` that a batch could not run
+    while todo:
+        asked = [calls[i] for i in todo]
+        plan = batches(
+            asked, partial(_node_name, client), {j for j, i in enumerate(todo) if i in alone}
+        )
+        again: list[int] = []
+        for batch, reply in zip(plan, await _send_each(client, [b.call for b in plan])):
+            ran, later, on_their_own = batch.replies(reply)
+            for j, value in ran:
+                replies[todo[j]] = value
+            again += [todo[j] for j in later + on_their_own]
+            alone.update(todo[j] for j in on_their_own)
+        todo = sorted(again)
+    return replies
+
+
+def _node_name(client: redis.asyncio.cluster.RedisCluster, call: ScriptCall) -> str | None:
+    node = _route(client, call).get("target_nodes")
+    return None if node is None else str(node.name)
+
+
+async def _send_each(
+    client: AsyncClient, calls: Sequence[ScriptCall], reload: bool = True
+) -> list[Any]:
+    """One round trip, each call as it is."""
     if len(calls) == 1:
         try:
             return [await _call_one(client, calls[0])]
@@ -348,7 +390,7 @@ async def _send(client: AsyncClient, calls: Sequence[ScriptCall], reload: bool =
     if unknown and reload:  # load each script once (on every master of a cluster), resend
         for script in {calls[i].script for i in unknown}:
             await client.script_load(script.source)
-        again = await _send(client, [calls[i] for i in unknown], reload=False)
+        again = await _send_each(client, [calls[i] for i in unknown], reload=False)
         for i, reply in zip(unknown, again):
             replies[i] = reply
     return replies

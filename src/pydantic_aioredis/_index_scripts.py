@@ -110,6 +110,7 @@ return {range, cursor ~= '' and cursor or false, finished and 1 or 0, state_grou
 """,
     READ_ROWS,
     RANGES,
+    repeatable=True,
 )
 
 # ARGV after the header: conditions (see read_conditions). Returns the number of records of
@@ -133,6 +134,7 @@ end
 return counts
 """,
     RANGES,
+    repeatable=True,
 )
 
 # ARGV after the header: conditions (see read_conditions), then pks. Deletes the records that
@@ -169,6 +171,7 @@ local counts = {redis.call('ZCARD', INDEX)}
 for i = 1, nfields do counts[#counts + 1] = redis.call('HLEN', KEYS[2 + 2 * i]) end
 return counts
 """,
+    repeatable=True,
 )
 
 # Index records that were written before their field was indexed. ARGV after the header:

@@ -82,6 +82,9 @@ class LuaScript:
     # Whether it writes: a store's first writing call for a model records its index state
     # first (see `_index_state`); reading calls need not wait for that.
     writes: bool = False
+    # Whether running a call twice is harmless (it reads, and cleans up what is stale):
+    # such calls may be sent together on a cluster (see `_node_batches`).
+    repeatable: bool = False
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -292,8 +295,10 @@ end
 """
 
 
-def script(name: str, body: str, *parts: str, writes: bool = False) -> LuaScript:
-    return LuaScript(name, _PRELUDE + "".join(parts) + body, writes)
+def script(
+    name: str, body: str, *parts: str, writes: bool = False, repeatable: bool = False
+) -> LuaScript:
+    return LuaScript(name, _PRELUDE + "".join(parts) + body, writes, repeatable)
 
 
 # ARGV after the header: mode, n, field names (n), then per record: pk, ttl in ms (0: keep
@@ -503,6 +508,7 @@ if err then return err end
 if not purge() then return redis.status_reply('AGAIN') end
 return redis.call('ZCARD', INDEX)
 """,
+    repeatable=True,
 )
 
 
@@ -626,4 +632,5 @@ return {false, #asked, bad, rows}
 """,
     READ_ROWS,
     RANGES,
+    repeatable=True,
 )
