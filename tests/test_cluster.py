@@ -612,3 +612,29 @@ async def test_a_call_whose_slot_moves_leaves_its_batch_and_waits_alone(
 def _node_of_bucket(masters: list[redis.Redis], bucket: int) -> int:
     slot = key_slot(bucket_tags(64)[bucket].encode())
     return next(i for i, master in enumerate(masters) if _owns(master, slot))
+
+
+async def test_an_expired_record_in_a_moving_slot_makes_reads_wait_not_fail(
+    store: Store, masters: list[redis.Redis]
+) -> None:
+    # Reads clean up the entries of expired records; while the slot of one moves, Redis
+    # refuses the call that touches its key without declaring it: the read waits.
+    store.register_model(Shelved)
+    await Shelved.insert([Shelved(id=f"s{i:04d}", shelf=i % 2) for i in range(200)])
+    await Shelved.count(where={"shelf": 0})  # the index state, recorded before the move
+    await Shelved.insert(Shelved(id="dying", shelf=0), life_span_seconds=0.05)
+    await asyncio.sleep(0.2)  # expired; its entry is still in its bucket's expiry set
+    move = _SlotMove(key_slot(bucket_tags(64)[zlib.crc32(b"dying") % 64].encode()), masters)
+    try:
+        reads = asyncio.gather(
+            Shelved.count(),
+            Shelved.count(where={"shelf": 0}),
+            Shelved.select(where={"shelf": 0}, columns=["id"]),
+            Shelved.select(where={"shelf": 0}, columns=["id"], limit=5),
+        )
+        await asyncio.sleep(0.5)
+        assert not reads.done()
+    finally:
+        move.finish()
+    counted, matching, found, page = await reads
+    assert (counted, matching, len(found), len(page)) == (200, 100, 100, 5)

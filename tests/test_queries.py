@@ -610,3 +610,18 @@ async def test_an_offset_with_seconds_is_refused_rather_than_changed(store: Stor
     amsterdam_1900 = timezone(timedelta(minutes=19, seconds=32))
     with pytest.raises(SerializationError, match=r"Event\.at.*has seconds"):
         await Event.insert(Event(id="e", at=datetime(1900, 1, 1, 12, tzinfo=amsterdam_1900)))
+
+
+async def test_a_key_of_another_type_has_its_place_in_a_page_as_in_a_full_scan(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Numbered)
+    await Numbered.insert([Numbered(id=f"r{i}", n=i) for i in range(10)])
+    raw.delete(key("numbered:r3"))
+    raw.set(key("numbered:r3"), "another program's string")
+    for where in (None, {"tag": "x"}):  # a full scan, then a query without a page
+        invalid: list[CorruptRecordError] = []
+        found = await Numbered.select(where=where, skip=4, invalid=invalid) or []
+        assert ([r.id for r in found], invalid) == ([f"r{i}" for i in range(4, 10)], [])
+        with pytest.raises(CorruptRecordError, match="r3"):
+            await Numbered.select(where=where, skip=3)

@@ -194,16 +194,22 @@ class QueryRunner:
         scans = {shard: _Scan(table, plan, driver, "asc", "") for shard in table.shards}
         width = len(fields) + 1
         found: set[str] = set()  # a record moved ahead of the scan meanwhile comes once
+        bad: dict[str, str] = {}  # keys that hold no hash: their error
         replies: list[Any] = []
         while scans:
             calls = [scan.call(shard, 0, READ_CHUNK, fields) for shard, scan in scans.items()]
             for (shard, scan), reply in zip(list(scans.items()), await table.execute_exact(calls)):
-                _, _, bad, rows = scan.advance(reply)
+                _, _, errors, rows = scan.advance(reply)
                 found.update(rows[::width])
-                replies.append([None, None, bad, rows])
+                bad.update(zip(errors[::2], errors[1::2]))
+                replies.append([None, None, [], rows])
                 if scan.exhausted:  # else it stopped at READ_CHUNK records or its budget
                     del scans[shard]
-        rows = table.rows_in_order(sorted(found)[skip:], replies, width, invalid)
+        # A bad key has its place in the order, as in a full scan: it counts in `skip`, and
+        # is reported only when it falls in the page.
+        page = sorted(found | bad.keys())[skip:]
+        errors = [item for pk in page if pk in bad and pk not in found for item in (pk, bad[pk])]
+        rows = table.rows_in_order(page, [[None, None, errors, []], *replies], width, invalid)
         step = READ_CHUNK * width  # decoded a chunk at a time, as a select of all does
         return [
             record

@@ -252,7 +252,13 @@ local function purge()
   local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', t, 'LIMIT', 0, PURGE_BATCH)
   for i = 1, #due do
     local pk = due[i]
-    local left = redis.call('PTTL', ns .. pk)
+    local left = redis.pcall('PTTL', ns .. pk)
+    if type(left) == 'table' then
+      -- On a cluster, Redis refuses a key the call did not declare while its slot moves to
+      -- another master (the record may be there by now): the call waits, as it would for
+      -- a key it declared, instead of failing or taking the record for gone.
+      error({err = 'TRYAGAIN the slot of ' .. ns .. pk .. ' is moving'})
+    end
     if left == -2 then
       forget(pk)
     elseif left == -1 then
