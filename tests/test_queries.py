@@ -505,13 +505,11 @@ async def test_two_builds_at_once_are_refused(store: Store) -> None:
     assert await Release1.count(where={"x__gte": 0}) == 2_000
 
 
-@pytest.mark.onlynoncluster
-async def test_records_moved_during_a_query_come_once(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+def _after_each_scan_call_move_the_lowest(
+    store: Store, records: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.register_model(Numbered)
-    records = [Numbered(id=f"r{i:05d}", n=i) for i in range(4_500)]
-    await Numbered.insert(records)
+    """Another client, after each call that scans an index, moves the record of lowest `n`
+    not moved yet from before the scan's cursor to after it."""
     lowest = iter(records)
     execute = store.execute
 
@@ -519,11 +517,21 @@ async def test_records_moved_during_a_query_come_once(
         replies = await execute(calls)
         if any("query" in call.script.name for call in calls):
             record = next(lowest)
-            record.n += 100_000  # from before the scan's cursor to after it
-            await Numbered.insert(record)
+            record.n += 100_000
+            await type(record).insert(record)
         return replies
 
     monkeypatch.setattr(store, "execute", another_client_moves_one)
+
+
+@pytest.mark.onlynoncluster
+async def test_records_moved_during_a_query_come_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register_model(Numbered)
+    records = [Numbered(id=f"r{i:05d}", n=i) for i in range(4_500)]
+    await Numbered.insert(records)
+    _after_each_scan_call_move_the_lowest(store, records, monkeypatch)
     found = await Numbered.select(order_by="n") or []
     assert len(found) == len({r.id for r in found}) == 4_500
     assert await Numbered.count(where={"n__gte": 0, "tag": "x"}) == 4_500
@@ -543,18 +551,7 @@ async def test_records_moved_during_a_scan_without_order_come_once_in_key_order(
     store.register_model(TwoBuckets)
     records = [TwoBuckets(id=f"r{i:05d}", n=i) for i in range(4_500)]
     await TwoBuckets.insert(records)
-    lowest = iter(records)
-    execute = store.execute
-
-    async def another_client_moves_one(calls: Any) -> Any:
-        replies = await execute(calls)
-        if any("query" in call.script.name for call in calls):
-            record = next(lowest)
-            record.n += 100_000  # from before the scan's cursor to after it
-            await TwoBuckets.insert(record)
-        return replies
-
-    monkeypatch.setattr(store, "execute", another_client_moves_one)
+    _after_each_scan_call_move_the_lowest(store, records, monkeypatch)
     found = await TwoBuckets.select(where={"n__gte": 0}) or []
     assert [r.id for r in found] == [r.id for r in records]
     assert await TwoBuckets.select(where={"n__gte": 0}, skip=4_000) == found[4_000:]
