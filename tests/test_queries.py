@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any
@@ -24,12 +25,14 @@ from pydantic_aioredis import (
     IndexNotReadyError,
     InvalidInputError,
     Model,
+    RedisOperationError,
     SerializationError,
     Store,
     UsageError,
 )
 from pydantic_aioredis._index_state import IndexState
 from pydantic_aioredis._indexes import field_indexes
+from pydantic_aioredis._model import _TABLES
 from tests.keys import key
 from tests.test_query_plan import POOLS, Color, Level, conditions, python_says
 
@@ -622,3 +625,69 @@ async def test_a_key_of_another_type_has_its_place_in_a_page_as_in_a_full_scan(
         assert ([r.id for r in found], invalid) == ([f"r{i}" for i in range(4, 10)], [])
         with pytest.raises(CorruptRecordError, match="r3"):
             await Numbered.select(where=where, skip=3)
+
+
+# The keys of the bucket of record "numbered:r3", by what they hold (see `_keys.Shard.keys`).
+_SHARD_KEYS = {"index": 0, "expiry": 1, "n's index": 2, "n's entries": 3, "tag's entries": 5}
+
+
+@pytest.mark.parametrize("spoiled", list(_SHARD_KEYS))
+async def test_a_read_that_meets_a_key_of_another_type_names_it(
+    store: Store, raw: redis.Redis, spoiled: str
+) -> None:
+    # Reading calls check their keys' types when a read fails, or before they clean up:
+    # each read gives its exact answer, or an error naming the key; never a bare WRONGTYPE.
+    store.register_model(Numbered)
+    await Numbered.insert([Numbered(id=f"r{i}", n=i) for i in range(10)])
+    await Numbered.count(where={"n": 1})  # the index state, recorded before the damage
+    table = _TABLES[Numbered]
+    shard = table.shards[table.keys.shard_index("r3")]
+    bad_key = shard.keys[_SHARD_KEYS[spoiled]]
+    raw.delete(bad_key)
+    raw.set(bad_key, "another program's string")
+    reads: dict[str, tuple[Any, Any]] = {
+        "select": (Numbered.select(), 10),
+        "ids": (Numbered.select(ids=["r3", "r4"]), 2),
+        "count": (Numbered.count(), 10),
+        "query": (Numbered.select(where={"n__gte": 2}), 8),
+        "ordered": (Numbered.select(where={"n__lt": 5}, order_by="-n"), 5),
+        "page": (Numbered.select(where={"n__lt": 5}, order_by="n", skip=1, limit=2), 2),
+        "counted": (Numbered.count(where={"n__lt": 5}), 5),
+    }
+    errors: dict[str, str] = {}
+    for name, (read, expected) in reads.items():
+        try:
+            answer = await read
+        except RedisOperationError as error:
+            errors[name] = str(error)
+        else:
+            assert (len(answer) if isinstance(answer, list) else answer) == expected, name
+    for name, error in errors.items():
+        assert f"WRONGTYPE key {bad_key} holds a string" in error, name
+    failed = set(errors)
+    must_fail = {
+        "index": {"select", "count", "counted"},
+        "expiry": set(reads),  # every read looks for expired records first
+        "n's index": {"query", "ordered", "page", "counted"},
+    }
+    assert must_fail.get(spoiled, set()) <= failed
+
+
+async def test_a_read_that_would_clean_up_checks_every_key_first(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Numbered)
+    await Numbered.insert([Numbered(id=f"r{i}", n=i) for i in range(10)])
+    await Numbered.count(where={"n": 1})  # the index state, recorded before the damage
+    await Numbered.insert(Numbered(id="r3", n=3), life_span_seconds=0.05)
+    await asyncio.sleep(0.2)  # expired; its entries wait for a read to clean them up
+    table = _TABLES[Numbered]
+    shard = table.shards[table.keys.shard_index("r3")]
+    tag_entries = shard.keys[_SHARD_KEYS["tag's entries"]]  # no read below reads it
+    raw.delete(tag_entries)
+    raw.set(tag_entries, "another program's string")
+    before = {name: raw.dump(name) for name in shard.keys}
+    for read in (Numbered.count, lambda: Numbered.select(where={"n": 3})):
+        with pytest.raises(RedisOperationError, match=f"WRONGTYPE key {re.escape(tag_entries)}"):
+            await read()
+    assert {name: raw.dump(name) for name in shard.keys} == before  # nothing cleaned up

@@ -29,15 +29,16 @@ __all__ = [
 # seen, '' for none), matches to pass over, matches to give (0: no limit), group ('': none;
 # '*': once enough are given, go on with the matches of the same value; an encoding: doing
 # so for that value), the most members to scan, the position of the field whose member to
-# give in 'keys' mode (0: the primary key), the count of ranges and their bounds, the
-# conditions (see read_conditions), and in 'rows' mode a count of fields and their names.
-# Returns {range, cursor or false, finished, group or false, passed over, given, bad, out}:
-# 'rows' gives `pk, v1..vn` per record (see READ_ROWS), 'keys' the member or primary key.
+# give (0: the primary key), the count of ranges and their bounds, the conditions (see
+# read_conditions), and in 'rows' mode a count of fields and their names.
+# Returns {range, cursor or false, finished, group or false, passed over, given, bad, out,
+# entries}: 'rows' gives `pk, v1..vn` per record (see READ_ROWS), 'keys' the member or
+# primary key. In 'rows' mode with a field to give, `entries` holds `pk, encoding` (false
+# when the record has no entry in that field's index) per record read, bad keys included:
+# what a query in that field's order sorts the rows of several buckets by.
 QUERY = _script(
     "query",
     """
-local err = check_shard()
-if err then return err end
 if not purge() then return redis.status_reply('AGAIN') end
 local mode, scanned_field, direction = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local range, cursor = tonumber(ARGV[7]), ARGV[8]
@@ -52,6 +53,12 @@ local zkey = KEYS[1 + 2 * scanned_field]
 local out, bad = {}, {}
 local scanned, passed, given, finished = 0, 0, 0, false
 
+local entries = {}
+local function entry_of(enc, pk)
+  if given_field == scanned_field then return enc end
+  return redis.call('HGET', KEYS[2 + 2 * given_field], pk)
+end
+
 local function give(member, enc, pk)
   if mode == 'keys' then
     if given_field == 0 then
@@ -59,12 +66,16 @@ local function give(member, enc, pk)
     elseif given_field == scanned_field then
       out[#out + 1] = member
     else
-      out[#out + 1] = (redis.call('HGET', KEYS[2 + 2 * given_field], pk) or '') .. pk
+      out[#out + 1] = (entry_of(enc, pk) or '') .. pk
     end
     return true
   end
-  local before_rows = #out
+  local before_rows, before_bad = #out, #bad
   read_rows({pk}, fields, out, bad)
+  if given_field > 0 and (#out > before_rows or #bad > before_bad) then
+    entries[#entries + 1] = pk
+    entries[#entries + 1] = entry_of(enc, pk)
+  end
   return #out > before_rows
 end
 
@@ -106,11 +117,12 @@ if range > nranges then finished = true end
 local state_group = false
 if group ~= '' and group ~= '*' then state_group = group end
 return {range, cursor ~= '' and cursor or false, finished and 1 or 0, state_group,
-        passed, given, bad, out}
+        passed, given, bad, out, entries}
 """,
     READ_ROWS,
     RANGES,
     repeatable=True,
+    reads=True,
 )
 
 # ARGV after the header: conditions (see read_conditions). Returns the number of records of
@@ -118,8 +130,6 @@ return {range, cursor ~= '' and cursor or false, finished and 1 or 0, state_grou
 COUNT_RANGES = _script(
     "count_ranges",
     """
-local err = check_shard()
-if err then return err end
 if not purge() then return redis.status_reply('AGAIN') end
 local conditions = read_conditions(4)
 local counts = {redis.call('ZCARD', INDEX)}
@@ -135,6 +145,7 @@ return counts
 """,
     RANGES,
     repeatable=True,
+    reads=True,
 )
 
 # ARGV after the header: conditions (see read_conditions), then pks. Deletes the records that
@@ -164,14 +175,13 @@ return remember(delete_records(doomed))
 INDEX_COUNTS = _script(
     "index_counts",
     """
-local err = check_shard()
-if err then return err end
 if not purge() then return redis.status_reply('AGAIN') end
 local counts = {redis.call('ZCARD', INDEX)}
 for i = 1, nfields do counts[#counts + 1] = redis.call('HLEN', KEYS[2 + 2 * i]) end
 return counts
 """,
     repeatable=True,
+    reads=True,
 )
 
 # Index records that were written before their field was indexed. ARGV after the header:

@@ -10,6 +10,8 @@ at most `SCAN_BUDGET` members a call; the next call goes on from the last member
 * When the scan already comes in the order asked (along the `order_by` field, or along one
   value of a field when the order is by primary key), a page stops the scan early. On a
   single server, ascending, the same call reads the records too: one round trip.
+* On a cluster, without a page, each bucket's calls read the records they find too (with
+  their entries in the `order_by` field's index), and Python merges them in order.
 * Otherwise each shard gives its matches as index members (value + primary key), Python
   merges and sorts them (ties by primary key, also in descending order), takes the page and
   reads its records by primary key.
@@ -63,7 +65,7 @@ class QueryRunner:
         driver, in_order = await self._driver(plan, skip, limit)
         if in_order and not plan.descending and len(self.table.shards) == 1:
             return await self._read_along(plan, driver, skip, limit, fields, columns, invalid)
-        if plan.order_by is None and limit is None and len(self.table.shards) > 1:
+        if limit is None and len(self.table.shards) > 1:
             return await self._read_buckets(plan, driver, skip, fields, columns, invalid)
         want = skip + limit if in_order and limit is not None else 0
         found = await self._matches(plan, driver, want, in_order)
@@ -186,28 +188,44 @@ class QueryRunner:
         columns: list[str] | None,
         invalid: list[CorruptRecordError] | None,
     ) -> list[Any]:
-        """Every match from `skip` on, in primary-key order, read by the scanning calls
+        """Every match from `skip` on, in the order asked, read by the scanning calls
         themselves (a cluster): one round trip when no bucket has more than SCAN_BUDGET
         members to scan or READ_CHUNK matches, where finding the matches, then reading
-        them, takes two. Such a call reads records it does not name: see `probe_key`."""
+        them, takes two. With `order_by`, each call gives its records' entries in that
+        field's index, to sort by. Such a call reads records it does not name: see
+        `probe_key`."""
         table = self.table
-        scans = {shard: _Scan(table, plan, driver, "asc", "") for shard in table.shards}
+        order = plan.order_by
+        scans = {shard: _Scan(table, plan, driver, "asc", "", order) for shard in table.shards}
         width = len(fields) + 1
-        found: set[str] = set()  # a record moved ahead of the scan meanwhile comes once
+        # By primary key, a record's place in the order: itself, or its entry in the order
+        # field's index and itself. A record moved ahead of the scan meanwhile comes once,
+        # in the place it had when it was last read.
+        places: dict[str, str] = {}
         bad: dict[str, str] = {}  # keys that hold no hash: their error
         replies: list[Any] = []
         while scans:
             calls = [scan.call(shard, 0, READ_CHUNK, fields) for shard, scan in scans.items()]
             for (shard, scan), reply in zip(list(scans.items()), await table.execute_exact(calls)):
                 _, _, errors, rows = scan.advance(reply)
-                found.update(rows[::width])
+                if order is None:
+                    places.update((pk, pk) for pk in rows[::width])
+                    places.update((pk, pk) for pk in errors[::2])
+                else:
+                    entries = scan.entries
+                    places.update(
+                        (pk, pk if entry is None else entry + pk)
+                        for pk, entry in zip(entries[::2], entries[1::2])
+                    )
                 bad.update(zip(errors[::2], errors[1::2]))
                 replies.append([None, None, [], rows])
                 if scan.exhausted:  # else it stopped at READ_CHUNK records or its budget
                     del scans[shard]
         # A bad key has its place in the order, as in a full scan: it counts in `skip`, and
         # is reported only when it falls in the page.
-        page = sorted(found | bad.keys())[skip:]
+        placed = _placed(table, list(places.values()), order, invalid)
+        page = [_key_of(member) for member in _sorted(placed, plan)[skip:]]
+        found = {pk for reply in replies for pk in reply[3][::width]}
         errors = [item for pk in page if pk in bad and pk not in found for item in (pk, bad[pk])]
         rows = table.rows_in_order(page, [[None, None, errors, []], *replies], width, invalid)
         step = READ_CHUNK * width  # decoded a chunk at a time, as a select of all does
@@ -268,6 +286,7 @@ class _Scan:
         self.group = group
         self.finished = False
         self.given = 0
+        self.entries: list[Any] = []  # of the last call: pk, entry in the order field...
 
     @property
     def exhausted(self) -> bool:
@@ -300,7 +319,7 @@ class _Scan:
 
     def advance(self, reply: list[Any]) -> tuple[int, int, list[Any], list[Any]]:
         """Take in a QUERY reply; what it passed over and gave, its bad keys and output."""
-        self.range, cursor, finished, group, passed, given, bad, out = reply
+        self.range, cursor, finished, group, passed, given, bad, out, self.entries = reply
         self.cursor = cursor or ""
         self.finished = bool(finished) or self.exhausted
         if group:
