@@ -691,3 +691,12 @@ async def test_a_read_that_would_clean_up_checks_every_key_first(
         with pytest.raises(RedisOperationError, match=f"WRONGTYPE key {re.escape(tag_entries)}"):
             await read()
     assert {name: raw.dump(name) for name in shard.keys} == before  # nothing cleaned up
+
+
+async def test_a_primary_key_holding_a_nul_comes_back_whole(store: Store) -> None:
+    # Index members are an encoding, a NUL, then the primary key; a key may hold a NUL too.
+    store.register_model(Numbered)
+    await Numbered.insert([Numbered(id=pk, n=1) for pk in ("a\x00b", "b", "c\x00")])
+    for order_by in (None, "n", "-n"):
+        found = await Numbered.select(where={"n": 1}, order_by=order_by)
+        assert [r.id for r in found or []] == ["a\x00b", "b", "c\x00"], order_by

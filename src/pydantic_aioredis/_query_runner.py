@@ -223,8 +223,8 @@ class QueryRunner:
                     del scans[shard]
         # A bad key has its place in the order, as in a full scan: it counts in `skip`, and
         # is reported only when it falls in the page.
-        placed = _placed(table, list(places.values()), order, invalid)
-        page = [_key_of(member) for member in _sorted(placed, plan)[skip:]]
+        placed = _sorted(_placed(table, list(places.values()), order, invalid), plan)[skip:]
+        page = placed if order is None else [primary_key_of(member) for member in placed]
         found = {pk for reply in replies for pk in reply[3][::width]}
         errors = [item for pk in page if pk in bad and pk not in found for item in (pk, bad[pk])]
         rows = table.rows_in_order(page, [[None, None, errors, []], *replies], width, invalid)
