@@ -43,12 +43,15 @@ _RAN, _NOT_STARTED = 1, 0  # and -1: its slot is not served here alone
 
 # ARGV: the number of calls n, the time budget, the probe key suffix, then per call the
 # number of its keys and of its arguments (0 keys for the first: its keys are KEYS), then
-# per call its keys and its arguments.
+# per call its keys and its arguments. The script's functions are defined once (its
+# `library`); each call runs its `body` after `begin_call` sets its keys and arguments.
 _WRAPPER = """
-local function run(KEYS, ARGV)
+%s
+local function run()
 %s
 end
-local n, budget, suffix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local batch_keys, batch_args = KEYS, ARGV
+local n, budget, suffix = tonumber(batch_args[1]), tonumber(batch_args[2]), batch_args[3]
 local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -57,10 +60,10 @@ local started = clock()
 local states, replies = {}, {}
 local a = 3 + 2 * n
 for c = 1, n do
-  local nk, na = tonumber(ARGV[2 + 2 * c]), tonumber(ARGV[3 + 2 * c])
-  local keys = KEYS
-  if c > 1 then keys = {unpack(ARGV, a + 1, a + nk)} end
-  local args = {unpack(ARGV, a + nk + 1, a + nk + na)}
+  local nk, na = tonumber(batch_args[2 + 2 * c]), tonumber(batch_args[3 + 2 * c])
+  local keys = batch_keys
+  if c > 1 then keys = {unpack(batch_args, a + 1, a + nk)} end
+  local args = {unpack(batch_args, a + nk + 1, a + nk + na)}
   a = a + nk + na
   states[c], replies[c] = 0, false
   if c == 1 or clock() - started < budget then
@@ -69,7 +72,8 @@ for c = 1, n do
     if c > 1 and type(redis.pcall('EXISTS', args[1] .. suffix)) == 'table' then
       states[c] = -1
     else
-      local ok, reply = pcall(run, keys, args)
+      begin_call(keys, args)
+      local ok, reply = pcall(run)
       if not ok and type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
       if reply == nil then reply = false end
       states[c], replies[c] = 1, reply
@@ -83,7 +87,10 @@ return {states, replies}
 @cache
 def batch_script(script: LuaScript) -> LuaScript:
     """The wrapper that runs several calls of `script` in one (see the module docstring)."""
-    return LuaScript(f"{script.name} (batch)", _WRAPPER % script.source, script.writes)
+    if not script.library:
+        raise ValueError(f"{script.name} was not made by `script`: it cannot run in a batch")
+    source = _WRAPPER % (script.library, script.body)
+    return LuaScript(f"{script.name} (batch)", source, script.writes)
 
 
 @dataclass(frozen=True)

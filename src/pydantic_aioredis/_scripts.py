@@ -85,6 +85,10 @@ class LuaScript:
     # Whether running a call twice is harmless (it reads, and cleans up what is stale):
     # such calls may be sent together on a cluster (see `_node_batches`).
     repeatable: bool = False
+    # The source in two parts, for a script made by `script`: the functions it defines
+    # (`library`, ending with `begin_call`), and the code of one call (`body`).
+    library: str = ""
+    body: str = ""
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,8 +110,17 @@ class ScriptCall:
 # What every script starts with: its header, the server clock, key type checks, write
 # tokens, and keeping a record's index entries in step with it.
 _PRELUDE = """
-local ns, nfields, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local INDEX, EXPIRY = KEYS[1], KEYS[2]
+-- The call's header. A node batch (see `_node_batches`) defines the functions below once
+-- and runs several calls, each after `begin_call` with its own keys and arguments.
+local KEYS, ARGV = KEYS, ARGV
+local ns, nfields, token, INDEX, EXPIRY, shard_checked
+local function begin_call(keys, argv)
+  KEYS, ARGV = keys, argv
+  ns, nfields, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+  INDEX, EXPIRY = KEYS[1], KEYS[2]
+  shard_checked = false
+end
+begin_call(KEYS, ARGV)
 
 -- Server time in milliseconds: TTL bookkeeping runs on the clock that expires keys.
 local function now_ms()
@@ -126,7 +139,6 @@ local function check_type(key, want)
 end
 
 -- The shard's own keys: index and expiry sets, and each indexed field's set and hash.
-local shard_checked = false
 local function check_shard()
   local err = check_type(INDEX, 'zset') or check_type(EXPIRY, 'zset')
   for i = 1, nfields do
@@ -339,7 +351,8 @@ def script(
     `read_checked` in the prelude)."""
     if reads:
         body = f"local function main(){body}end\nreturn read_checked(main)\n"
-    return LuaScript(name, _PRELUDE + "".join(parts) + body, writes, repeatable)
+    library = _PRELUDE + "".join(parts)
+    return LuaScript(name, library + body, writes, repeatable, library, body)
 
 
 # ARGV after the header: mode, n, field names (n), then per record: pk, ttl in ms (0: keep
