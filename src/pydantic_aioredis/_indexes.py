@@ -335,13 +335,15 @@ class FieldIndex:
         Raises:
             SerializationError: The value is not valid for the field, or cannot be encoded.
         """
+        encode = self._kind.encode  # a value of the field's type: checked once, here
         if value is None or not self._kind.holds(value):
             try:
                 value = self._adapter.validate_python(value)
             except ValidationError as exc:
                 raise SerializationError(self._invalid(value, exc)) from None
+            encode = self._encode_valid
         try:
-            return self._encode_valid(value)
+            return encode(value)
         except (ValueError, TypeError) as exc:
             raise SerializationError(f"{self.label} cannot be indexed: {exc}") from None
 
