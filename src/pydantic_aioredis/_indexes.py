@@ -140,7 +140,7 @@ def after(encoding: str) -> str:
 
 def _escape(text: str) -> str:
     """Text in which NUL never appears, ordered as the original: NUL -> 01 01, 01 -> 01 02."""
-    if _SURROGATE.search(text):
+    if not text.isascii() and _SURROGATE.search(text):  # isascii: a fast check, in C
         raise ValueError("it contains a lone surrogate, which is not valid UTF-8")
     return text.replace("\x01", "\x01\x02").replace("\x00", "\x01\x01")
 
