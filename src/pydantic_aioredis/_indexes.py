@@ -157,6 +157,11 @@ def _exponent(exponent: int) -> str:
     return chr(ord("Z") - len(digits) + 1) + digits.translate(_DOWN)
 
 
+# The exponents of floats, written once: `_encode_float` looks them up (measured here, a
+# fifth of its time went into writing them).
+_FLOAT_EXPONENTS = {e: _exponent(e) for e in range(-400, 401)}
+
+
 def _encode_decimal(number: Decimal) -> str:
     if number.is_nan():
         return NAN
@@ -192,8 +197,9 @@ def _encode_float(value: float) -> str:
     digits = all_digits.lstrip("0")  # not empty: the value is not zero
     adjusted = int(exponent or 0) + len(whole) - 1 - (len(all_digits) - len(digits))
     if value < 0:
-        return "<" + _exponent(-adjusted) + digits.rstrip("0").translate(_DOWN) + "~" + TERMINATOR
-    return ">" + _exponent(adjusted) + digits.rstrip("0") + TERMINATOR
+        down = digits.rstrip("0").translate(_DOWN)
+        return "<" + _FLOAT_EXPONENTS[-adjusted] + down + "~" + TERMINATOR
+    return ">" + _FLOAT_EXPONENTS[adjusted] + digits.rstrip("0") + TERMINATOR
 
 
 def _encode_bool(value: bool) -> str:
