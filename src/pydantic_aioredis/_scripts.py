@@ -85,8 +85,9 @@ class LuaScript:
     # Whether running a call twice is harmless (it reads, and cleans up what is stale):
     # such calls may be sent together on a cluster (see `_node_batches`).
     repeatable: bool = False
-    # The source in two parts, for a script made by `script`: the functions it defines
-    # (`library`, ending with `begin_call`), and the code of one call (`body`).
+    # The source in two parts, for a script made by `script`: the prelude and the functions
+    # it needs (`library`, which sets a call's header with `begin_call`), and the code of
+    # one call (`body`).
     library: str = ""
     body: str = ""
     sha: str = field(init=False)
