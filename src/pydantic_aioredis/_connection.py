@@ -400,10 +400,12 @@ async def _call_one(client: AsyncClient, call: ScriptCall) -> Any:
     try:
         return await client.execute_command(*call.command())
     except NoScriptError:
-        # On a cluster, on the call's node only: loading on every master would fan out
-        # to subtasks, which a cancelled call must not leave behind (see `_inflight`).
-        await client.execute_command("SCRIPT LOAD", call.script.source, **_route(client, call))
-        return await client.execute_command(*call.command())
+        # Sent again with its text, which loads the script on the node that runs it. On a
+        # cluster that need not be the node the slot map names: while a slot moves, an ASK
+        # redirect sends the call to the slot's next node. (Loading on every master instead
+        # would fan out to subtasks, which a cancelled call must not leave behind: see
+        # `_inflight`.)
+        return await client.execute_command(*call.command_with_source())
 
 
 def run_calls_sync(

@@ -107,6 +107,11 @@ class ScriptCall:
     def command(self) -> tuple[Any, ...]:
         return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
 
+    def command_with_source(self) -> tuple[Any, ...]:
+        """The call as an EVAL: it runs the script's text, and leaves it loaded on the
+        server (the node) that runs it."""
+        return ("EVAL", self.script.source, len(self.keys), *self.keys, *self.args)
+
 
 # What every script starts with: its header, the server clock, key type checks, write
 # tokens, and keeping a record's index entries in step with it.
