@@ -112,8 +112,21 @@ class IndexState:
         if partial:
             await self._adopt_complete(partial)
         still = [name for name in missing if name not in self.ready]
+        # No state at all: no store with these indexes has written yet. Nothing to miss if
+        # there are no records (a new application's first query); that is not recorded,
+        # since a writer without the indexes may still add records.
+        if still and all(name not in states for name in still) and await self._no_records():
+            return
         if still:
             raise IndexNotReadyError(self.table.model.__name__, still, self._why(still, states))
+
+    async def _no_records(self) -> bool:
+        return all(counts[0] == 0 for counts in await self._counts())
+
+    async def _counts(self) -> list[list[int]]:
+        """Per shard: its number of records, then the entries of each indexed field."""
+        calls = [self.table.script_call(INDEX_COUNTS, shard, ()) for shard in self.table.shards]
+        return await self.table.execute_exact(calls)
 
     def _why(self, names: list[str], states: dict[str, str]) -> str:
         found = {states.get(name, ""): self._signature(name) for name in names}
@@ -121,6 +134,8 @@ class IndexState:
             return "build_indexes() has not finished"
         if any(state == _PARTIAL + ours for state, ours in found.items()):
             return "records written before the field was indexed may lack entries"
+        if "" in found:
+            return "its records were written while the field was not indexed"
         return "its entries were written for another type of the field"
 
     async def states(self) -> dict[str, str]:
@@ -137,8 +152,7 @@ class IndexState:
     async def _adopt_complete(self, names: list[str]) -> None:
         """Record as complete the indexes that have an entry for every record."""
         complete = set(names)
-        calls = [self.table.script_call(INDEX_COUNTS, shard, ()) for shard in self.table.shards]
-        for counts in await self.table.execute_exact(calls):
+        for counts in await self._counts():
             records, entries = counts[0], counts[1:]
             for name, count in zip(self.table.indexed, entries):
                 if count != records:
