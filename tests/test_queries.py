@@ -525,6 +525,77 @@ async def test_two_builds_at_once_are_refused(store: Store) -> None:
     assert await Release1.count(where={"x__gte": 0}) == 2_000
 
 
+# Two releases of a model running at once (a rolling deploy, a rollback), each in a store
+# of its own: the one that trusts an index must stop trusting it once the other changes it.
+
+
+async def test_an_index_another_release_drops_is_no_longer_trusted(store: Store) -> None:
+    await _release(store, Release1)
+    await Release1.insert([Release1(id="A", x=1), Release1(id="B", x=1)])
+    assert await Release1.count(where={"x": 1}) == 2  # complete, and known to be
+    async with Store(name="old release", redis_config=store.redis_config) as without_index:
+        without_index.register_model(Release2Plain)
+        await Release2Plain.insert(Release2Plain(id="C", x=1))  # its first write drops the index
+    for query in (
+        Release1.count(where={"x": 1}),
+        Release1.select(where={"x": 1}),
+        Release1.select(order_by="x"),
+        Release1.delete(where={"x": 1}),
+    ):
+        with pytest.raises(IndexNotReadyError, match="written while the field was not indexed"):
+            await query
+    assert await Release1.build_indexes() == {"x": 3}
+    assert [r.id for r in await Release1.select(where={"x": 1}) or []] == ["A", "B", "C"]
+
+
+async def test_an_index_another_type_writes_to_is_trusted_by_neither(store: Store) -> None:
+    await _release(store, Release1)
+    await Release1.insert([Release1(id="a", x=2134), Release1(id="b", x=9)])
+    assert [r.id for r in await Release1.select(order_by="x") or []] == ["b", "a"]
+    async with Store(name="new release", redis_config=store.redis_config) as other_type:
+        other_type.register_model(Release2Str)
+        await Release2Str.insert(Release2Str(id="c", x="2134"))  # an entry of another encoding
+        for query in (Release2Str.count(where={"x": "2134"}), Release1.count(where={"x": 2134})):
+            with pytest.raises(IndexNotReadyError, match="another type of the field"):
+                await query
+        store.unregister_model(Release1)
+        async with Store(name="rolled back", redis_config=store.redis_config) as rolled_back:
+            rolled_back.register_model(Release1)  # a fresh process of the first release
+            with pytest.raises(IndexNotReadyError, match="another type of the field"):
+                await Release1.select(where={"x": 2134})
+            rolled_back.unregister_model(Release1)
+        # Once every process runs the new type, a build makes the index exact for it.
+        assert await Release2Str.build_indexes() == {"x": 3}
+        assert [r.id for r in await Release2Str.select(order_by="x") or []] == ["a", "c", "b"]
+
+
+async def test_a_build_that_another_type_writes_during_is_not_trusted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _release(store, Release2Plain)
+    await Release2Plain.insert([Release2Plain(id=f"r{i:04d}", x=i) for i in range(1_200)])
+    await _release(store, Release1)
+    other_type = Store(name="new release", redis_config=store.redis_config)
+    other_type.register_model(Release2Str)
+    build_page = IndexState._build_page
+    pages = 0
+
+    async def another_release_writes_after_the_first_page(self: IndexState, *args: Any) -> int:
+        nonlocal pages
+        written = await build_page(self, *args)
+        pages += 1
+        if pages == 1:  # another release starts: its first write, with another type of x
+            await Release2Str.insert(Release2Str(id="s", x="text"))
+        return written
+
+    monkeypatch.setattr(IndexState, "_build_page", another_release_writes_after_the_first_page)
+    async with other_type:
+        with pytest.raises(UsageError, match="another type of x wrote entries"):
+            await Release1.build_indexes()
+        with pytest.raises(IndexNotReadyError):
+            await Release1.count(where={"x__gte": 0})
+
+
 def _after_each_scan_call_move_the_lowest(
     store: Store, records: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

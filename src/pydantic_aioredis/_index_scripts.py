@@ -218,16 +218,36 @@ return done
 # KEYS: the keys to delete (an index that is no longer declared, or must be built again).
 DROP_KEYS = LuaScript("drop_keys", "return redis.call('DEL', unpack(KEYS))")
 
-# KEYS: a model's hash of index states. ARGV: 'get'; 'set' and field/state pairs; 'setnx'
-# and field/state pairs (each set only where the field has no state yet); or 'del' and
-# fields. Returns the states (field, state, ...) after the change.
+# KEYS: a model's hash of index states. ARGV: 'get'; 'set' and field/state pairs; 'del' and
+# fields; 'claim' or 'cas' (below). Returns the states (field, state, ...) after the change.
 INDEX_STATE = LuaScript(
     "index_state",
     """
-if ARGV[1] == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
-if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], unpack(ARGV, 2)) end
-if ARGV[1] == 'setnx' then
-  for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local op = ARGV[1]
+if op == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if op == 'del' then redis.call('HDEL', KEYS[1], unpack(ARGV, 2)) end
+-- 'claim': field, signature, and the state that marks an index of mixed encodings, per
+-- field. An index nobody writes gets `partial:<signature>`; one whose state names another
+-- encoding gets the mixed state, since this store's writes add entries of its own.
+if op == 'claim' then
+  for i = 2, #ARGV, 3 do
+    local field, signature, mixed = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    local state = redis.call('HGET', KEYS[1], field)
+    if not state then
+      redis.call('HSET', KEYS[1], field, 'partial:' .. signature)
+    elseif state ~= signature and state ~= 'partial:' .. signature
+        and state ~= 'building:' .. signature then
+      redis.call('HSET', KEYS[1], field, mixed)
+    end
+  end
+end
+-- 'cas': field, the state expected, the new state, per field: set where it is as expected.
+if op == 'cas' then
+  for i = 2, #ARGV, 3 do
+    if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    end
+  end
 end
 return redis.call('HGETALL', KEYS[1])
 """,

@@ -13,11 +13,16 @@ What is known is kept in a hash per model, `{namespace}__index:~state`, field ->
   writes anything, so the state always names the encoding of the entries in the index;
 * `<signature>`: complete. A partial index is adopted as complete when every shard has as
   many entries in the field's hash of encodings as it has records;
-* `building:<signature>`: `build_indexes()` is at work.
+* `building:<signature>`: `build_indexes()` is at work;
+* `mixed`: stores with different types of the field have written entries: built again
+  before anyone trusts it.
 
 On that first writing call, a store also drops the index keys of fields the model no
 longer declares (and their state): a release without the index does not keep it up to date,
-so it must not be found complete again later. `build_indexes()` walks every record in
+so it must not be found complete again later. Other releases of the model may run at the
+same time (a rolling deploy, a rollback), so a store does not trust the readiness it once
+found for good: each round trip of a query reads the states again, in the same pipeline,
+and a query whose indexes are no longer complete raises. `build_indexes()` walks every record in
 bounded calls, encodes the field's stored value and adds the entry, unless a writer changed
 the value meanwhile (that writer indexed it); it holds a lock so that two builds never mix.
 Killed part way, it is simply run again.
@@ -45,6 +50,7 @@ logger = logging.getLogger("pydantic_aioredis")
 
 _PARTIAL = "partial:"
 _BUILDING = "building:"
+_MIXED = "mixed"
 _LOCK_MS = 60_000  # a build's lock lasts this long unless renewed (each page renews it)
 
 
@@ -85,22 +91,23 @@ class IndexState:
             await self._drop(name)
             await self._state("del", name)
             logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
-        fresh = [name for name in self.table.indexes if name not in states]
-        if fresh:
-            pairs = [item for name in fresh for item in (name, _PARTIAL + self._signature(name))]
-            await self._state("setnx", *pairs)
+        claims = [(name, self._signature(name), _MIXED) for name in self.table.indexes]
+        if claims:
+            await self._state("claim", *[item for claim in claims for item in claim])
 
     # -- queries ---------------------------------------------------------------------------
 
-    async def ensure(self, fields: list[str]) -> None:
-        """Return if the indexes of `fields` are complete, else raise.
+    async def ensure(self, fields: list[str]) -> bool:
+        """Return whether a query on the indexes of `fields` can find anything: True when
+        they are complete, False when no store with them has written and there are no
+        records; else raise.
 
         Raises:
             IndexNotReadyError: An index may miss records; it names the fields.
         """
         missing = [name for name in fields if name not in self.ready]
         if not missing:
-            return
+            return True
         states = await self.states()
         partial: list[str] = []
         for name in missing:
@@ -116,9 +123,28 @@ class IndexState:
         # there are no records (a new application's first query); that is not recorded,
         # since a writer without the indexes may still add records.
         if still and all(name not in states for name in still) and await self._no_records():
-            return
+            return False
         if still:
             raise IndexNotReadyError(self.table.model.__name__, still, self._why(still, states))
+        return True
+
+    def state_call(self) -> ScriptCall:
+        """A call that reads the states, to send with a query's calls (see `verify`)."""
+        return ScriptCall(INDEX_STATE, (self.key,), ("get",))
+
+    def verify(self, fields: list[str], reply: list[str]) -> None:
+        """Raise unless `reply` (of a `state_call`) says the indexes of `fields` are still
+        complete: another release may have dropped one, or written entries of another
+        type, since this store found it complete.
+
+        Raises:
+            IndexNotReadyError: An index may miss records; it names the fields.
+        """
+        states = dict(zip(reply[::2], reply[1::2]))
+        stale = [name for name in fields if states.get(name) != self._signature(name)]
+        if stale:
+            self.ready.difference_update(stale)
+            raise IndexNotReadyError(self.table.model.__name__, stale, self._why(stale, states))
 
     async def _no_records(self) -> bool:
         return all(counts[0] == 0 for counts in await self._counts())
@@ -136,6 +162,8 @@ class IndexState:
             return "records written before the field was indexed may lack entries"
         if "" in found:
             return "its records were written while the field was not indexed"
+        if _MIXED in found:
+            return "entries of another type of the field were written too"
         return "its entries were written for another type of the field"
 
     async def states(self) -> dict[str, str]:
@@ -157,10 +185,13 @@ class IndexState:
             for name, count in zip(self.table.indexed, entries):
                 if count != records:
                     complete.discard(name)
-        if complete:
-            pairs = [item for name in complete for item in (name, self._signature(name))]
-            await self._state("set", *pairs)
-            self.ready |= complete
+        if complete:  # unless another store changed the state since it was read
+            changes = [
+                (name, _PARTIAL + self._signature(name), self._signature(name))
+                for name in sorted(complete)
+            ]
+            states = await self._state("cas", *[item for change in changes for item in change])
+            self.ready |= {name for name in complete if states.get(name) == self._signature(name)}
 
     def _signature(self, name: str) -> str:
         return self.table.indexes[name].signature
@@ -204,7 +235,15 @@ class IndexState:
                 await self._drop(name)
             await self._state("set", name, _BUILDING + index.signature)
             built[name] = await self._build_one(index, token)
-            await self._state("set", name, index.signature)
+            building = _BUILDING + index.signature
+            if (await self._state("cas", name, building, index.signature)).get(name) != (
+                index.signature
+            ):
+                raise UsageError(
+                    f"{self.table.model.__name__}: while build_indexes() ran, a store with "
+                    f"another type of {name} wrote entries in its index; run it again once "
+                    "every process runs this model"
+                )
             self.ready.add(name)
         return built
 

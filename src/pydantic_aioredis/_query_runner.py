@@ -58,9 +58,8 @@ class QueryRunner:
         columns: list[str] | None,
         invalid: list[CorruptRecordError] | None,
     ) -> list[Any]:
-        if plan.never_matches or limit == 0:
+        if plan.never_matches or limit == 0 or not await self._ensure_ready(plan):
             return []
-        await self._ensure_ready(plan)
         fields = columns if columns is not None else list(self.table.codec.names)
         driver, in_order = await self._driver(plan, skip, limit)
         if in_order and not plan.descending and len(self.table.shards) == 1:
@@ -82,9 +81,8 @@ class QueryRunner:
         return await self.table.read_ids(pks, fields, columns, invalid, conditions, placed)
 
     async def count(self, plan: QueryPlan) -> int:
-        if plan.never_matches:
+        if plan.never_matches or not await self._ensure_ready(plan):
             return 0
-        await self._ensure_ready(plan)
         if len(plan.conditions) == 1:
             (field,) = plan.conditions
             counts, _ = await self._counts(plan)
@@ -93,9 +91,8 @@ class QueryRunner:
         return len(await self._matches(plan, driver, 0, False, give_keys=True))
 
     async def delete(self, plan: QueryPlan) -> int:
-        if plan.never_matches:
+        if plan.never_matches or not await self._ensure_ready(plan):
             return 0
-        await self._ensure_ready(plan)
         driver, _ = await self._driver(plan, 0, None)
         pks = await self._matches(plan, driver, 0, False, give_keys=True)
         conditions = _condition_args(self.table, plan, exclude=None)
@@ -110,11 +107,17 @@ class QueryRunner:
 
     # -- planning the scan -------------------------------------------------------------
 
-    async def _ensure_ready(self, plan: QueryPlan) -> None:
-        fields = list(plan.conditions)
-        if plan.order_by and plan.order_by not in plan.conditions:
-            fields.append(plan.order_by)
-        await self.table.index_state.ensure(fields)
+    async def _ensure_ready(self, plan: QueryPlan) -> bool:
+        """Raise unless the plan's indexes are complete; False: there is nothing to find."""
+        return await self.table.index_state.ensure(_indexed_fields(plan))
+
+    async def _exact(self, plan: QueryPlan, calls: list[Any]) -> list[Any]:
+        """The replies of a query's calls, sent with a read of its indexes' states in the
+        same round trip: they must still be complete (see `IndexState.verify`)."""
+        state = self.table.index_state
+        state_reply, *replies = await self.table.execute_exact([state.state_call(), *calls])
+        state.verify(_indexed_fields(plan), state_reply)
+        return replies
 
     async def _driver(self, plan: QueryPlan, skip: int, limit: int | None) -> tuple[str, bool]:
         """The field to scan, and whether its scan comes in the order asked."""
@@ -142,7 +145,7 @@ class QueryRunner:
         calls = [table.script_call(COUNT_RANGES, shard, args) for shard in table.shards]
         counts = dict.fromkeys(plan.conditions, 0)
         total = 0
-        for reply in await table.execute_exact(calls):
+        for reply in await self._exact(plan, calls):
             total += int(reply[0])
             for name, count in zip(plan.conditions, reply[1:]):
                 counts[name] += int(count)
@@ -169,7 +172,7 @@ class QueryRunner:
         left = limit
         while True:
             want = READ_CHUNK if left is None else min(left, READ_CHUNK)
-            (reply,) = await table.execute_exact([scan.call(shard, skip, want, fields)])
+            (reply,) = await self._exact(plan, [scan.call(shard, skip, want, fields)])
             passed, given, bad, rows = scan.advance(reply)
             rows, again = _first_sightings(rows, width, seen)
             skip -= passed
@@ -206,7 +209,7 @@ class QueryRunner:
         replies: list[Any] = []
         while scans:
             calls = [scan.call(shard, 0, READ_CHUNK, fields) for shard, scan in scans.items()]
-            for (shard, scan), reply in zip(list(scans.items()), await table.execute_exact(calls)):
+            for (shard, scan), reply in zip(list(scans.items()), await self._exact(plan, calls)):
                 _, _, errors, rows = scan.advance(reply)
                 if order is None:
                     places.update((pk, pk) for pk in rows[::width])
@@ -252,7 +255,7 @@ class QueryRunner:
             calls = [
                 scan.call(shard, 0, scan.still_wanted(want), []) for shard, scan in scans.items()
             ]
-            replies = await self.table.execute_exact(calls)
+            replies = await self._exact(plan, calls)
             for (shard, scan), reply in zip(list(scans.items()), replies):
                 *_, out = scan.advance(reply)
                 scan.given += len(out)
@@ -325,6 +328,14 @@ class _Scan:
         if group:
             self.group = group
         return int(passed), int(given), bad, out
+
+
+def _indexed_fields(plan: QueryPlan) -> list[str]:
+    """The fields whose indexes a plan uses."""
+    fields = list(plan.conditions)
+    if plan.order_by and plan.order_by not in plan.conditions:
+        fields.append(plan.order_by)
+    return fields
 
 
 def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
