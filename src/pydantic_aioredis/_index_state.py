@@ -10,7 +10,8 @@ What is known is kept in a hash per model, `{namespace}__index:~state`, field ->
 
 * `partial:<signature>`: entries are being written with that encoding (`FieldIndex.signature`),
   completeness unknown. A store records it on its first writing call for the model, before it
-  writes anything, so the state always names the encoding of the entries in the index;
+  writes anything, so the state always names the encoding of the entries in the index (or
+  says, `mixed` below, that entries of two encodings were written);
 * `<signature>`: complete. A partial index is adopted as complete when every shard has as
   many entries in the field's hash of encodings as it has records;
 * `building:<signature>`: `build_indexes()` is at work;
@@ -22,10 +23,11 @@ longer declares (and their state): a release without the index does not keep it 
 so it must not be found complete again later. Other releases of the model may run at the
 same time (a rolling deploy, a rollback), so a store does not trust the readiness it once
 found for good: each round trip of a query reads the states again, in the same pipeline,
-and a query whose indexes are no longer complete raises. `build_indexes()` walks every record in
-bounded calls, encodes the field's stored value and adds the entry, unless a writer changed
-the value meanwhile (that writer indexed it); it holds a lock so that two builds never mix.
-Killed part way, it is simply run again.
+and a query whose indexes are no longer complete raises.
+
+`build_indexes()` walks every record in bounded calls, encodes the field's stored value and
+adds the entry, unless a writer changed the value meanwhile (that writer indexed it); it
+holds a lock so that two builds never mix. Killed part way, it is simply run again.
 """
 
 from __future__ import annotations
