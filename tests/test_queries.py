@@ -596,6 +596,64 @@ async def test_a_build_that_another_type_writes_during_is_not_trusted(
             await Release1.count(where={"x__gte": 0})
 
 
+async def test_entries_left_by_another_release_never_stand_in_for_missing_ones(
+    store: Store,
+) -> None:
+    # The release without the index deletes a record of the one with it: the entry stays,
+    # as many entries as records, but "old" has none. Only a build makes the index exact.
+    await _release(store, Release2Plain)
+    await Release2Plain.insert(Release2Plain(id="old", x=1))
+    async with Store(name="new release", redis_config=store.redis_config) as with_index:
+        with_index.register_model(Release1)
+        await Release1.insert([Release1(id="new", x=1), Release1(id="tmp", x=1)])
+        await Release2Plain.delete(ids=["tmp"])
+        with pytest.raises(IndexNotReadyError, match="may lack entries"):
+            await Release1.select(where={"x": 1})
+        assert await Release1.build_indexes() == {"x": 2}
+        assert await Release1.count(where={"x": 1}) == 2
+        with_index.unregister_model(Release1)
+
+
+async def test_an_index_dropped_between_two_round_trips_of_a_query_is_noticed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _release(store, Release1)
+    await Release1.insert([Release1(id=f"r{i}", x=i % 3) for i in range(6)])
+    assert await Release1.count(where={"x__in": [0, 1]}) == 4
+    execute = store.execute
+
+    async def first_write_of_the_old_release_before_the_read(calls: Any) -> Any:
+        if any(call.script.name == "read_ids" for call in calls):
+            async with Store(name="old release", redis_config=store.redis_config) as old:
+                old.register_model(Release2Plain)
+                await Release2Plain.insert(Release2Plain(id="r0", x=0))  # drops the index
+                old.unregister_model(Release2Plain)
+        return await execute(calls)
+
+    monkeypatch.setattr(store, "execute", first_write_of_the_old_release_before_the_read)
+    with pytest.raises(IndexNotReadyError):
+        # Found, then read: two round trips (a descending page, on any backend).
+        await Release1.select(where={"x__in": [0, 1]}, order_by="-x", limit=10)
+
+
+async def test_a_third_release_that_drops_the_state_does_not_hide_another_type(
+    store: Store,
+) -> None:
+    await _release(store, Release2Str)
+    await Release2Str.insert(Release2Str(id="r1", x="1"))
+    config = store.redis_config
+    async with Store(name="a", redis_config=config) as a, Store(name="c", redis_config=config) as c:
+        a.register_model(Release2Plain)
+        await Release2Plain.delete(ids=["r1"])  # its first write drops the index of x
+        await Release2Str.insert(Release2Str(id="r2", x="5"))  # an entry of the str type
+        c.register_model(Release1)
+        await Release1.insert(Release1(id="r3", x=7))  # records exist: not complete
+        with pytest.raises(IndexNotReadyError):
+            await Release1.count(where={"x__gte": 0})
+        a.unregister_model(Release2Plain)
+        c.unregister_model(Release1)
+
+
 def _after_each_scan_call_move_the_lowest(
     store: Store, records: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -226,15 +226,17 @@ INDEX_STATE = LuaScript(
 local op = ARGV[1]
 if op == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 if op == 'del' then redis.call('HDEL', KEYS[1], unpack(ARGV, 2)) end
--- 'claim': field, signature, and the state that marks an index of mixed encodings, per
--- field. An index nobody writes gets `partial:<signature>`; one whose state names another
--- encoding gets the mixed state, since this store's writes add entries of its own.
+-- 'claim': the state for an index nobody writes yet, then field, signature, and the state
+-- that marks an index of mixed encodings, per field. An index that has no state gets the
+-- first (complete when the model has no records, else `partial:<signature>`); one whose
+-- state names another encoding gets the mixed state, since this store's writes add
+-- entries of its own.
 if op == 'claim' then
-  for i = 2, #ARGV, 3 do
+  for i = 3, #ARGV, 3 do
     local field, signature, mixed = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     local state = redis.call('HGET', KEYS[1], field)
     if not state then
-      redis.call('HSET', KEYS[1], field, 'partial:' .. signature)
+      redis.call('HSET', KEYS[1], field, ARGV[2] .. signature)
     elseif state ~= signature and state ~= 'partial:' .. signature
         and state ~= 'building:' .. signature then
       redis.call('HSET', KEYS[1], field, mixed)

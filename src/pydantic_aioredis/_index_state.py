@@ -9,11 +9,13 @@ is refused until the index is known to be complete.
 What is known is kept in a hash per model, `{namespace}__index:~state`, field -> state:
 
 * `partial:<signature>`: entries are being written with that encoding (`FieldIndex.signature`),
-  completeness unknown. A store records it on its first writing call for the model, before it
-  writes anything, so the state always names the encoding of the entries in the index (or
-  says, `mixed` below, that entries of two encodings were written);
-* `<signature>`: complete. A partial index is adopted as complete when every shard has as
-  many entries in the field's hash of encodings as it has records;
+  but records written before may lack theirs. A store records it on its first writing call
+  for the model, before it writes anything, so the state always names the encoding of the
+  entries in the index (or says, `mixed` below, that entries of two encodings were written);
+* `<signature>`: complete: recorded so on that first writing call when the model has no
+  records yet, else by `build_indexes()`. (Not by counting entries: a release without the
+  index that deletes a record leaves the record's entry behind, and such an entry would
+  count for a record that has none);
 * `building:<signature>`: `build_indexes()` is at work;
 * `mixed`: stores with different types of the field have written entries: built again
   before anyone trusts it.
@@ -37,11 +39,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import CorruptRecordError, IndexNotReadyError, UsageError
+from ._exceptions import CorruptRecordError, IndexNotReadyError, UnmigratedDataError, UsageError
 from ._index_scripts import BUILD_INDEX, BUILD_LOCK, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
 from ._keys import VALUES_PREFIX, Shard
-from ._scripts import ScriptCall
+from ._scripts import AGAIN, ScriptCall
 
 if TYPE_CHECKING:
     from ._table import ModelTable
@@ -65,6 +67,7 @@ class IndexState:
         self.lock_key = table.keys.namespace + "__index:~building"
         self.ready: set[str] = set()
         self._prepared: asyncio.Future[None] | None = None
+        self._claimed_over_1_4 = False  # its first write found records in 1.4's layout
 
     # -- the first write ------------------------------------------------------------------
 
@@ -94,8 +97,13 @@ class IndexState:
             await self._state("del", name)
             logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
         claims = [(name, self._signature(name), _MIXED) for name in self.table.indexes]
-        if claims:
-            await self._state("claim", *[item for claim in claims for item in claim])
+        if not claims:
+            return
+        # Checked apart from the claim (a cluster keeps the records elsewhere): a release
+        # without the index writing meanwhile is the case docs/queries.md warns about.
+        fresh = any(name not in states for name in self.table.indexes)
+        first = "" if fresh and await self._no_legacy_or_other_records() else _PARTIAL
+        await self._state("claim", first, *[item for claim in claims for item in claim])
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -111,15 +119,7 @@ class IndexState:
         if not missing:
             return True
         states = await self.states()
-        partial: list[str] = []
-        for name in missing:
-            state = states.get(name)
-            if state == self._signature(name):
-                self.ready.add(name)
-            elif state == _PARTIAL + self._signature(name):
-                partial.append(name)
-        if partial:
-            await self._adopt_complete(partial)
+        self.ready.update(name for name in missing if states.get(name) == self._signature(name))
         still = [name for name in missing if name not in self.ready]
         # No state at all: no store with these indexes has written yet. Nothing to miss if
         # there are no records (a new application's first query); that is not recorded,
@@ -148,13 +148,37 @@ class IndexState:
             self.ready.difference_update(stale)
             raise IndexNotReadyError(self.table.model.__name__, stale, self._why(stale, states))
 
-    async def _no_records(self) -> bool:
-        return all(counts[0] == 0 for counts in await self._counts())
+    async def _no_legacy_or_other_records(self) -> bool:
+        try:
+            return await self._no_records()
+        except UnmigratedDataError:  # 1.4's records: the migration (its first write) is at work
+            self._claimed_over_1_4 = True
+            return False
 
-    async def _counts(self) -> list[list[int]]:
-        """Per shard: its number of records, then the entries of each indexed field."""
+    async def mark_converted(self) -> None:
+        """After a migration from 1.4 converted every record, entering each in the indexes:
+        the partial indexes that its first write found only 1.4's records for are complete.
+        (The model's own writes are refused while 1.4's records are there.)"""
+        if not self._claimed_over_1_4:
+            return
+        changes = [
+            (name, _PARTIAL + self._signature(name), self._signature(name))
+            for name in self.table.indexes
+        ]
+        if changes:
+            states = await self._state("cas", *[item for change in changes for item in change])
+            self.ready.update(n for n in self.table.indexes if states.get(n) == self._signature(n))
+
+    async def _no_records(self) -> bool:
+        # `send`, not `execute`: see `_state`. Sent again while a shard answers AGAIN (it
+        # has expired records left to clean up).
         calls = [self.table.script_call(INDEX_COUNTS, shard, ()) for shard in self.table.shards]
-        return await self.table.execute_exact(calls)
+        while calls:
+            replies = await self.table.store.send(calls)
+            if any(reply != AGAIN and reply[0] != 0 for reply in replies):
+                return False
+            calls = [call for call, reply in zip(calls, replies) if reply == AGAIN]
+        return True
 
     def _why(self, names: list[str], states: dict[str, str]) -> str:
         found = {states.get(name, ""): self._signature(name) for name in names}
@@ -178,22 +202,6 @@ class IndexState:
             [ScriptCall(INDEX_STATE, (self.key,), (operation, *args))]
         )
         return dict(zip(reply[::2], reply[1::2]))
-
-    async def _adopt_complete(self, names: list[str]) -> None:
-        """Record as complete the indexes that have an entry for every record."""
-        complete = set(names)
-        for counts in await self._counts():
-            records, entries = counts[0], counts[1:]
-            for name, count in zip(self.table.indexed, entries):
-                if count != records:
-                    complete.discard(name)
-        if complete:  # unless another store changed the state since it was read
-            changes = [
-                (name, _PARTIAL + self._signature(name), self._signature(name))
-                for name in sorted(complete)
-            ]
-            states = await self._state("cas", *[item for change in changes for item in change])
-            self.ready |= {name for name in complete if states.get(name) == self._signature(name)}
 
     def _signature(self, name: str) -> str:
         return self.table.indexes[name].signature
@@ -229,11 +237,9 @@ class IndexState:
             if state == index.signature:
                 self.ready.add(name)
                 continue
-            if state == _PARTIAL + index.signature:
-                await self._adopt_complete([name])
-                if name in self.ready:
-                    continue
-            elif state != _BUILDING + index.signature:  # another type's entries: start over
+            # Built from nothing, unless resuming a build of its own: a partial index may
+            # hold entries of records that a release without it deleted.
+            if state != _BUILDING + index.signature:
                 await self._drop(name)
             await self._state("set", name, _BUILDING + index.signature)
             built[name] = await self._build_one(index, token)

@@ -73,12 +73,15 @@ class QueryRunner:
         # Read in another call than they were found in: checked again as they are read, and
         # left out if they moved in the order meanwhile.
         conditions = _condition_args(self.table, plan, exclude=None)
-        if plan.order_by is None:
-            return await self.table.read_ids(page, fields, columns, invalid, conditions)
-        pks = [primary_key_of(member) for member in page]
-        entries = {primary_key_of(m): m[: m.index("\x00") + 1] for m in page}
-        placed = (plan.order_by, entries)
-        return await self.table.read_ids(pks, fields, columns, invalid, conditions, placed)
+        placed = None
+        pks = page
+        if plan.order_by is not None:
+            pks = [primary_key_of(member) for member in page]
+            entries = {primary_key_of(m): m[: m.index("\x00") + 1] for m in page}
+            placed = (plan.order_by, entries)
+        calls = self.table.read_calls(pks, fields, conditions, placed)
+        replies = await self._exact(plan, calls) if calls else []
+        return self.table.records_read(pks, replies, fields, columns, invalid)
 
     async def count(self, plan: QueryPlan) -> int:
         if plan.never_matches or not await self._ensure_ready(plan):
@@ -103,7 +106,7 @@ class QueryRunner:
             for shard, group in self.table.by_shard(pks, str)
             for chunk in _chunks(group, DELETE_CHUNK)
         ]
-        return sum(await self.table.store.execute(calls)) if calls else 0
+        return sum(await self._exact(plan, calls)) if calls else 0
 
     # -- planning the scan -------------------------------------------------------------
 

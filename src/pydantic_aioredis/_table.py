@@ -481,6 +481,18 @@ class ModelTable(Generic[M]):
         (an indexed field, and each record's entry in it) those that still hold it."""
         calls = self.read_calls(pks, fields, conditions, placed)
         replies = await self.store.execute(calls) if calls else []
+        return self.records_read(pks, replies, fields, columns, invalid)
+
+    def records_read(
+        self,
+        pks: list[str],
+        replies: list[Any],
+        fields: list[str],
+        columns: list[str] | None,
+        invalid: list[CorruptRecordError] | None,
+    ) -> list[Any]:
+        """The records of the replies to `read_calls(pks, fields, ...)`, in the order of
+        `pks` (see `read_ids`)."""
         if len(self.shards) > 1:  # replies come shard by shard: back to the asked order
             rows = self.rows_in_order(pks, replies, len(fields) + 1, invalid)
             return self.decode(columns, rows, invalid)

@@ -161,6 +161,8 @@ class ModelUpgrader:
             if left == total:  # a pass that changed nothing would change nothing again
                 break
             total = left
+        if not total:  # each record it converted was entered in the indexes
+            await self.table.index_state.mark_converted()
         self._progress(done=True)
         return self.report
 
