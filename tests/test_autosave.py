@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from typing import Annotated
 
 import pytest
 import redis
@@ -16,6 +17,8 @@ from pydantic_aioredis import (
     AutoModel,
     AutoSaveError,
     ConflictError,
+    Indexed,
+    IndexNotReadyError,
     InvalidInputError,
     Model,
     NotRegisteredError,
@@ -303,6 +306,38 @@ def test_outside_a_loop_writes_are_sent_at_once(config: RedisConfig) -> None:
     assert raw.hget(key("note:n1"), "text") == "changed"
     assert len(store.pending) == 0
     raw.flushdb()
+
+
+class IndexedNote(AutoModel):
+    _primary_key_field: str = "id"
+    _table_name: str = "note"
+    id: str
+    text: Annotated[str, Indexed()] = ""
+
+
+def test_outside_a_loop_a_first_write_records_the_index_state(config: RedisConfig) -> None:
+    # Sent with the blocking client, a model's first write records its index state as an
+    # awaited one does: a new model's index is complete, another release's is not trusted.
+    store = Store(name="sync", redis_config=config)
+    register_alone(store, IndexedNote)
+    IndexedNote(id="n1", text="sync")
+    assert asyncio.run(_count_then_close(store)) == 1
+    store.unregister_model(IndexedNote)
+    old_release = Store(name="old release", redis_config=config)
+    register_alone(old_release, Note)
+    Note(id="n2", text="sync")  # its first write drops the index of text
+    asyncio.run(old_release.close())
+    old_release.unregister_model(Note)
+    register_alone(store, IndexedNote)
+    with pytest.raises(IndexNotReadyError):
+        asyncio.run(_count_then_close(store))
+
+
+async def _count_then_close(store: Store) -> int:
+    try:
+        return await IndexedNote.count(where={"text": "sync"})
+    finally:
+        await store.close()
 
 
 # 7. Instances loaded by select never write themselves back.

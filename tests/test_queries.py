@@ -417,6 +417,16 @@ async def test_a_query_before_anything_is_written_finds_nothing(store: Store) ->
         await Indexed1.count(where={"kind": "k0"})
 
 
+async def test_tasks_writing_a_new_model_at_once_leave_its_indexes_complete(
+    store: Store,
+) -> None:
+    store.register_model(Indexed1)
+    await asyncio.gather(
+        *(Indexed1.insert([Indexed1(id=f"t{t}-{i}", kind="k") for i in range(3)]) for t in range(5))
+    )
+    assert await Indexed1.count(where={"kind": "k"}) == 15
+
+
 async def test_removing_an_index_drops_its_keys(store: Store, raw: redis.Redis) -> None:
     store.register_model(Indexed1)
     await Indexed1.insert([Indexed1(id="a", kind="x")])

@@ -114,6 +114,27 @@ async def test_indexed_fields_are_complete_after_the_migration(
     assert await Book.build_indexes() == {}
 
 
+async def test_a_migration_another_process_finishes_leaves_the_indexes_complete(
+    store: Store, raw: redis.Redis, redis_url: str
+) -> None:
+    write_1_4(raw, {f"b{i:02d}": as_1_4(f"b{i:02d}", author=f"a{i % 2}") for i in range(30)})
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await upgrade_from_1_4(store, [Book], chunk_size=5, progress=killed)
+    await store.close()
+    store.unregister_model(Book)
+    finisher = Store(name="another process", redis_config=RedisConfig.from_url(redis_url))
+    finisher.register_model(Book)
+    report = await upgrade_from_1_4(finisher, [Book])
+    converted, problems = counts(report)[1], counts(report)[4]
+    assert (converted > 0, problems) == (True, 0)
+    assert await Book.count(where={"author": "a1"}) == 15  # no build_indexes() needed
+    await finisher.close()
+
+
 # 1.4 records whose primary key names one of the model's own keys today, and others that
 # had only the names of the migration's lists in an earlier version.
 ODD = {

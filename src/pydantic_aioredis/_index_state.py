@@ -37,8 +37,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ._connection import run_calls_sync
 from ._exceptions import CorruptRecordError, IndexNotReadyError, UnmigratedDataError, UsageError
 from ._index_scripts import BUILD_INDEX, BUILD_LOCK, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
@@ -46,6 +48,7 @@ from ._keys import VALUES_PREFIX, Shard
 from ._scripts import AGAIN, ScriptCall
 
 if TYPE_CHECKING:
+    from ._connection import SyncClient
     from ._table import ModelTable
 
 __all__ = ["IndexState"]
@@ -55,6 +58,7 @@ logger = logging.getLogger("pydantic_aioredis")
 _PARTIAL = "partial:"
 _BUILDING = "building:"
 _MIXED = "mixed"
+T = TypeVar("T")
 _LOCK_MS = 60_000  # a build's lock lasts this long unless renewed (each page renews it)
 
 
@@ -66,44 +70,79 @@ class IndexState:
         self.key = table.keys.namespace + "__index:~state"
         self.lock_key = table.keys.namespace + "__index:~building"
         self.ready: set[str] = set()
-        self._prepared: asyncio.Future[None] | None = None
+        self._done = False  # prepared: see `prepare`
+        self._preparing: asyncio.Future[None] | None = None  # under way in a task
         self._claimed_over_1_4 = False  # its first write found records in 1.4's layout
 
     # -- the first write ------------------------------------------------------------------
 
-    @property
-    def started(self) -> bool:
-        """Whether `prepare` began (it may be under way)."""
-        return self._prepared is not None
-
     async def prepare(self) -> None:
         """Before the store's first writing call for the model: record the encodings its writes
-        will use, and drop the indexes it no longer declares. Once per store."""
-        if self._prepared is None:
-            self._prepared = asyncio.get_running_loop().create_future()
-            try:
-                await self._record_and_drop()
-            except BaseException:
-                self._prepared = None  # tried again by the next call
-                raise
-            self._prepared.set_result(None)
-        elif not self._prepared.done():
-            await asyncio.shield(self._prepared)
+        will use, and drop the indexes it no longer declares. Once per store; a call made
+        while another task is at it waits for it (and tries again if it failed)."""
+        while not self._done:
+            if self._preparing is None:
+                self._preparing = asyncio.get_running_loop().create_future()
+                try:
+                    await self._run(self._first_write())
+                    self._done = True
+                finally:
+                    waiting, self._preparing = self._preparing, None
+                    waiting.set_result(None)
+            else:
+                await asyncio.shield(self._preparing)
 
-    async def _record_and_drop(self) -> None:
-        states = await self.states()
+    def prepare_sync(self, client: SyncClient) -> None:
+        """`prepare`, for automatic writes sent outside an event loop (blocking)."""
+        if self._done:
+            return
+        steps = self._first_write()
+        try:
+            calls = next(steps)
+            while True:
+                calls = steps.send(run_calls_sync(client, calls))
+        except StopIteration:
+            self._done = True
+
+    async def _run(self, steps: Generator[list[ScriptCall], list[Any], T]) -> T:
+        """The value of `steps`, their calls sent with the store's `send` (see `_state`)."""
+        try:
+            calls = next(steps)
+            while True:
+                try:
+                    replies = await self.table.store.send(calls)
+                except UnmigratedDataError as exc:
+                    calls = steps.throw(exc)
+                else:
+                    calls = steps.send(replies)
+        except StopIteration as done:
+            return cast(T, done.value)
+
+    def _first_write(self) -> Generator[list[ScriptCall], list[Any], None]:
+        """What `prepare` does, as the calls it sends: it yields each round trip's calls and
+        is sent their replies, so that the async and the blocking paths share it."""
+        (reply,) = yield [self._state_call("get")]
+        states = _states_of(reply)
         for name in sorted(set(states) - set(self.table.indexes)):
-            await self._drop(name)
-            await self._state("del", name)
+            self.ready.discard(name)
+            yield [
+                ScriptCall(DROP_KEYS, _field_keys(shard, name), ()) for shard in self.table.shards
+            ]
+            yield [self._state_call("del", name)]
             logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
         claims = [(name, self._signature(name), _MIXED) for name in self.table.indexes]
         if not claims:
             return
-        # Checked apart from the claim (a cluster keeps the records elsewhere): a release
-        # without the index writing meanwhile is the case docs/queries.md warns about.
-        fresh = any(name not in states for name in self.table.indexes)
-        first = "" if fresh and await self._no_legacy_or_other_records() else _PARTIAL
-        await self._state("claim", first, *[item for claim in claims for item in claim])
+        # Whether the model has records, where an index is new or partial (a migration from
+        # 1.4 that another process began: see `mark_converted`). Checked apart from the
+        # claim (a cluster keeps the records elsewhere): a release without the index
+        # writing meanwhile is the case docs/queries.md warns about.
+        partial = {name: _PARTIAL + self._signature(name) for name in self.table.indexes}
+        unsure = any(states.get(name, state) == state for name, state in partial.items())
+        first = _PARTIAL
+        if unsure and (yield from self._no_records()):
+            first = ""
+        yield [self._state_call("claim", first, *[item for claim in claims for item in claim])]
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -124,7 +163,11 @@ class IndexState:
         # No state at all: no store with these indexes has written yet. Nothing to miss if
         # there are no records (a new application's first query); that is not recorded,
         # since a writer without the indexes may still add records.
-        if still and all(name not in states for name in still) and await self._no_records():
+        if (
+            still
+            and all(name not in states for name in still)
+            and await self._run(self._no_records())
+        ):
             return False
         if still:
             raise IndexNotReadyError(self.table.model.__name__, still, self._why(still, states))
@@ -132,7 +175,7 @@ class IndexState:
 
     def state_call(self) -> ScriptCall:
         """A call that reads the states, to send with a query's calls (see `verify`)."""
-        return ScriptCall(INDEX_STATE, (self.key,), ("get",))
+        return self._state_call("get")
 
     def verify(self, fields: list[str], reply: list[str]) -> None:
         """Raise unless `reply` (of a `state_call`) says the indexes of `fields` are still
@@ -142,18 +185,11 @@ class IndexState:
         Raises:
             IndexNotReadyError: An index may miss records; it names the fields.
         """
-        states = dict(zip(reply[::2], reply[1::2]))
+        states = _states_of(reply)
         stale = [name for name in fields if states.get(name) != self._signature(name)]
         if stale:
             self.ready.difference_update(stale)
             raise IndexNotReadyError(self.table.model.__name__, stale, self._why(stale, states))
-
-    async def _no_legacy_or_other_records(self) -> bool:
-        try:
-            return await self._no_records()
-        except UnmigratedDataError:  # 1.4's records: the migration (its first write) is at work
-            self._claimed_over_1_4 = True
-            return False
 
     async def mark_converted(self) -> None:
         """After a migration from 1.4 converted every record, entering each in the indexes:
@@ -169,12 +205,17 @@ class IndexState:
             states = await self._state("cas", *[item for change in changes for item in change])
             self.ready.update(n for n in self.table.indexes if states.get(n) == self._signature(n))
 
-    async def _no_records(self) -> bool:
-        # `send`, not `execute`: see `_state`. Sent again while a shard answers AGAIN (it
-        # has expired records left to clean up).
+    def _no_records(self) -> Generator[list[ScriptCall], list[Any], bool]:
+        """Whether the model has no records (steps, see `_first_write`). A shard answering
+        AGAIN (expired records left to clean up) is asked again; records in 1.4's layout
+        (`UnmigratedDataError`, thrown in by the sender) are records."""
         calls = [self.table.script_call(INDEX_COUNTS, shard, ()) for shard in self.table.shards]
         while calls:
-            replies = await self.table.store.send(calls)
+            try:
+                replies = yield calls
+            except UnmigratedDataError:  # the migration's own first write: see mark_converted
+                self._claimed_over_1_4 = True
+                return False
             if any(reply != AGAIN and reply[0] != 0 for reply in replies):
                 return False
             calls = [call for call, reply in zip(calls, replies) if reply == AGAIN]
@@ -198,10 +239,11 @@ class IndexState:
     async def _state(self, operation: str, *args: str) -> dict[str, str]:
         # `send`, not `execute`: this may run before the model's first write, which may be
         # the queue of automatic writes sending itself.
-        (reply,) = await self.table.store.send(
-            [ScriptCall(INDEX_STATE, (self.key,), (operation, *args))]
-        )
-        return dict(zip(reply[::2], reply[1::2]))
+        (reply,) = await self.table.store.send([self._state_call(operation, *args)])
+        return _states_of(reply)
+
+    def _state_call(self, operation: str, *args: str) -> ScriptCall:
+        return ScriptCall(INDEX_STATE, (self.key,), (operation, *args))
 
     def _signature(self, name: str) -> str:
         return self.table.indexes[name].signature
@@ -297,6 +339,10 @@ class IndexState:
         call = table.script_call(BUILD_INDEX, shard, args, readable)
         (count,) = await table.store.execute([call])
         return int(count)
+
+
+def _states_of(reply: list[str]) -> dict[str, str]:
+    return dict(zip(reply[::2], reply[1::2]))
 
 
 def _field_keys(shard: Shard, name: str) -> tuple[str, str]:

@@ -393,8 +393,8 @@ class Store:
             if call.script.writes and call.keys and call.keys[0] in firsts
         }
         for table in tables:
-            if table.index_state.started:  # under way (this call may be part of it)
-                continue
+            # Under way in another task: waited for, so that no write of the model reaches
+            # Redis before its index state is recorded. (Its own calls do not write.)
             await table.index_state.prepare()
             for shard in table.shards:
                 firsts.pop(shard.index_key, None)

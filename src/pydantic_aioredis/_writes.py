@@ -338,8 +338,8 @@ class PendingWrites:
         Raises:
             The errors of `flush`.
         """
-        transient = None
-        if self._records:
+        transient = self._index_states_sync(client) if self._records else None
+        if self._records and transient is None:
             flush = self._prepare()
             exchange = self._exchange(flush)
             calls: list[ScriptCall] | None = next(exchange)
@@ -348,6 +348,20 @@ class PendingWrites:
                 calls = _next_calls(exchange, replies)
             transient = self._settle(flush)
         self._raise_failures(transient)
+
+    def _index_states_sync(self, client: SyncClient) -> AutoSaveError | None:
+        """Before a model's first write, its index state, as `Store.send` records it on the
+        async path (see `_index_state`); an error keeps every write queued."""
+        tables = {id(record.table): record.table for record in self._records.values()}
+        try:
+            for table in tables.values():
+                table.index_state.prepare_sync(client)
+        except RedisOperationError as exc:
+            flush = _Flush()
+            flush.transient = exc
+            flush.kept = list(self._records.values())
+            return self._settle(flush)
+        return None
 
     async def _send_for_errors(self, calls: list[ScriptCall]) -> list[Any]:
         try:
