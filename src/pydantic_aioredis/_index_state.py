@@ -125,9 +125,7 @@ class IndexState:
         states = _states_of(reply)
         for name in sorted(set(states) - set(self.table.indexes)):
             self.ready.discard(name)
-            yield [
-                ScriptCall(DROP_KEYS, _field_keys(shard, name), ()) for shard in self.table.shards
-            ]
+            yield self._drop_calls(name)
             yield [self._state_call("del", name)]
             logger.info("dropped the index of %s.%s", self.table.model.__name__, name)
         claims = [(name, self._signature(name), _MIXED) for name in self.table.indexes]
@@ -305,8 +303,10 @@ class IndexState:
 
     async def _drop(self, name: str) -> None:
         self.ready.discard(name)
-        calls = [ScriptCall(DROP_KEYS, _field_keys(shard, name), ()) for shard in self.table.shards]
-        await self.table.store.send(calls)
+        await self.table.store.send(self._drop_calls(name))
+
+    def _drop_calls(self, name: str) -> list[ScriptCall]:
+        return [ScriptCall(DROP_KEYS, _field_keys(shard, name), ()) for shard in self.table.shards]
 
     async def _build_one(self, index: FieldIndex, token: str) -> int:
         done = 0
