@@ -351,12 +351,16 @@ class PendingWrites:
 
     def _index_states_sync(self, client: SyncClient) -> AutoSaveError | None:
         """Before a model's first write, its index state, as `Store.send` records it on the
-        async path (see `_index_state`); an error keeps every write queued."""
+        async path (see `_index_state`). A failure that may pass keeps every write queued;
+        one that cannot (a key of another type: 1.4's index, say) is left to the writes,
+        which meet it too and are dropped with it, as they were before."""
         tables = {id(record.table): record.table for record in self._records.values()}
         try:
             for table in tables.values():
                 table.index_state.prepare_sync(client)
         except RedisOperationError as exc:
+            if not is_transient(exc):
+                return None
             flush = _Flush()
             flush.transient = exc
             flush.kept = list(self._records.values())
