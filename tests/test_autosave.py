@@ -333,6 +333,24 @@ def test_outside_a_loop_a_first_write_records_the_index_state(config: RedisConfi
         asyncio.run(_count_then_close(store))
 
 
+def test_a_first_write_a_closed_loop_left_unfinished_does_not_block_the_next_loop(
+    config: RedisConfig,
+) -> None:
+    # A task of another loop was recording the index state when that loop was closed: a
+    # later loop records it itself (as it would while the other loop still runs).
+    store = Store(name="loops", redis_config=config)
+    register_alone(store, IndexedNote)
+    closed = asyncio.new_event_loop()
+    store._tables[IndexedNote].index_state._preparing = closed.create_future()
+    closed.close()
+
+    async def insert_then_count() -> int:
+        await IndexedNote.insert(IndexedNote(id="n1", text="sync"))
+        return await _count_then_close(store)
+
+    assert asyncio.run(asyncio.wait_for(insert_then_count(), 10)) == 1
+
+
 async def _count_then_close(store: Store) -> int:
     try:
         return await IndexedNote.count(where={"text": "sync"})

@@ -81,16 +81,21 @@ class IndexState:
         will use, and drop the indexes it no longer declares. Once per store; a call made
         while another task is at it waits for it (and tries again if it failed)."""
         while not self._done:
-            if self._preparing is None:
-                self._preparing = asyncio.get_running_loop().create_future()
-                try:
-                    await self._run(self._first_write())
-                    self._done = True
-                finally:
-                    waiting, self._preparing = self._preparing, None
-                    waiting.set_result(None)
-            else:
-                await asyncio.shield(self._preparing)
+            loop = asyncio.get_running_loop()
+            waiting = self._preparing
+            if waiting is not None and waiting.get_loop() is loop:
+                await asyncio.shield(waiting)
+                continue
+            # Under way in no task of this loop (maybe in another loop, or in one that was
+            # closed before it finished): this task does it, as another store would.
+            mine = self._preparing = loop.create_future()
+            try:
+                await self._run(self._first_write())
+                self._done = True
+            finally:
+                if self._preparing is mine:
+                    self._preparing = None
+                mine.set_result(None)
 
     def prepare_sync(self, client: SyncClient) -> None:
         """`prepare`, for automatic writes sent outside an event loop (blocking)."""
@@ -226,7 +231,10 @@ class IndexState:
         if any(state == _PARTIAL + ours for state, ours in found.items()):
             return "records written before the field was indexed may lack entries"
         if "" in found:
-            return "its records were written while the field was not indexed"
+            return (
+                "no state is recorded for it: records were written while the field was not "
+                "indexed, or Redis lost its data since this store's first write"
+            )
         if _MIXED in found:
             return "entries of another type of the field were written too"
         return "its entries were written for another type of the field"
