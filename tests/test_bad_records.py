@@ -16,6 +16,12 @@ DAMAGE = {
     "wrong type": (lambda raw, key: raw.hset(key, "price", '"cheap"'), "price", "valid number"),
     "invalid JSON": (lambda raw, key: raw.hset(key, "tags", "[1,"), "tags", "invalid JSON"),
     "not a hash": (lambda raw, key: (raw.delete(key), raw.set(key, "x")), None, "not a hash"),
+    # Loaded as it is, the record would be saved under another key.
+    "another primary key": (
+        lambda raw, key: raw.hset(key, "title", "book-99999"),
+        "title",
+        "the record's key names",
+    ),
     "foreign record": (
         lambda raw, key: (raw.delete(key), raw.hset(key, mapping={"name": "other program"})),
         "title",
@@ -116,3 +122,16 @@ async def test_a_wrong_type_index_key_fails_a_write_whole(
         await WRITES[write](book)
     assert {name: raw.dump(name) for name in watched} == before  # nothing written
     assert raw.get(bad_key) == "another program's string"
+
+
+async def test_a_primary_key_column_that_is_not_the_keys_is_reported(raw: redis.Redis) -> None:
+    raw.hset(key("book:book-00002"), "title", "book-99999")
+    invalid: list[CorruptRecordError] = []
+    rows = await Book.select(columns=["title", "price"], invalid=invalid)
+    assert [row["title"] for row in rows or []] == [
+        "book-00000",
+        "book-00001",
+        "book-00003",
+        "book-00004",
+    ]
+    assert [(e.key, e.field) for e in invalid] == [(key("book:book-00002"), "title")]

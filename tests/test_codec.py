@@ -573,3 +573,70 @@ async def test_an_int_too_long_for_text_is_a_serialization_error(store: Store) -
     store.register_model(Huge)
     with pytest.raises(SerializationError, match=r"Huge\.value"):
         await Huge.insert(Huge(id="h", value=10**5000))
+
+
+class Note(BaseModel):
+    text: str
+    draft: str = Field("", exclude=True)
+
+
+def test_a_nested_model_that_excludes_a_field_is_refused_at_registration(store: Store) -> None:
+    # pydantic leaves the field out of the nested model's JSON: it would read back as its
+    # default (or, without one, the record would never read back).
+    class Notebook(Model):
+        _primary_key_field: str = "id"
+        id: str
+        notes: list[Note] = []
+
+    with pytest.raises(ConfigurationError, match=r"Notebook\.notes holds Note\.draft"):
+        store.register_model(Notebook)
+
+
+async def test_a_field_excluded_by_a_condition_is_stored_like_any_other(
+    store: Store, raw: redis.Redis
+) -> None:
+    class Stock(Model):
+        _primary_key_field: str = "id"
+        id: str
+        qty: int = Field(1, exclude_if=lambda value: value == 0)
+
+    store.register_model(Stock)
+    await Stock.insert(Stock(id="s", qty=0))
+    assert raw.hget(key("stock:s"), "qty") == "0"
+    assert await Stock.select() == [Stock(id="s", qty=0)]
+
+
+def test_a_dict_keyed_by_tuples_is_refused_at_registration(store: Store) -> None:
+    # pydantic writes the key (1, 2) as "1,2", which it cannot read back as a tuple.
+    class Grid(Model):
+        _primary_key_field: str = "id"
+        id: str
+        cells: dict[tuple[int, int], str] = {}
+
+    with pytest.raises(ConfigurationError, match=r"Grid\.cells.*keyed by tuple\[int, int\]"):
+        store.register_model(Grid)
+
+
+class Zoned(Model):
+    _primary_key_field: str = "id"
+    id: str
+    maybe: datetime | None = None
+    either: datetime | str = ""
+    many: list[datetime] = []
+    inside: dict[str, Any] = {}
+
+
+# Amsterdam's offset in 1900: +00:19:32, which JSON's +HH:MM cannot keep.
+AMSTERDAM_1900 = timezone(timedelta(minutes=19, seconds=32))
+
+
+@pytest.mark.parametrize("field", ["maybe", "either", "many", "inside"])
+async def test_an_offset_with_seconds_anywhere_in_a_field_is_refused(
+    store: Store, raw: redis.Redis, field: str
+) -> None:
+    store.register_model(Zoned)
+    moment = datetime(1900, 1, 1, 12, tzinfo=AMSTERDAM_1900)
+    value = {"maybe": moment, "either": moment, "many": [moment], "inside": {"at": [moment]}}
+    with pytest.raises(SerializationError, match=rf"Zoned\.{field}: the UTC offset 0:19:32"):
+        await Zoned.insert(Zoned(id="z", **{field: value[field]}))
+    assert raw.keys("*") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from pydantic_aioredis import (
     InvalidInputError,
     Model,
     NotRegisteredError,
+    PrimaryKeyError,
     RedisConfig,
     Store,
 )
@@ -271,3 +273,28 @@ def test_a_model_belongs_to_one_store_at_a_time() -> None:
     assert "book" not in first.models
     with pytest.raises(NotRegisteredError):
         first.unregister_model(Book)
+
+
+class MaybeNamed(Model):
+    _primary_key_field: str = "id"
+    id: str | None
+
+
+class NumberOrName(Model):
+    _primary_key_field: str = "id"
+    id: int | str
+
+
+class Anything(Model):
+    _primary_key_field: str = "id"
+    id: Any
+
+
+@pytest.mark.parametrize("model", [MaybeNamed, NumberOrName, Anything])
+def test_a_primary_key_whose_strings_could_spell_its_other_values_is_refused(
+    model: type[Model],
+) -> None:
+    # None is stored as 'null' and 1 as '1': two records would share one key.
+    store = Store(name="spelled", redis_config=RedisConfig(in_memory=True))
+    with pytest.raises(PrimaryKeyError, match=rf"{model.__name__}\.id is the primary key"):
+        store.register_model(model)

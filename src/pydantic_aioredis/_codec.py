@@ -33,7 +33,7 @@ import typing
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
+from itertools import repeat
 from json.encoder import encode_basestring  # C-accelerated
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar, get_args, get_origin
 
@@ -56,7 +56,14 @@ from ._exceptions import (
     ConfigurationError,
     CorruptRecordError,
     InvalidInputError,
+    PydanticAioredisError,
     SerializationError,
+)
+from ._field_types import (
+    excluded_inside,
+    may_hold_times,
+    offset_with_seconds,
+    unreadable_dict_key,
 )
 
 if TYPE_CHECKING:
@@ -118,7 +125,16 @@ class HashCodec(Generic[M]):
         # The document of a record that has every field, as one %-format: each stored value
         # goes through its field's step (quoted, or checked to be one JSON value), in C.
         self._template = "{" + ",".join(key + "%s" for key in self._json_keys) + "}"
+        # The same document cut before each value: `{"title":`, `,"author":`...
+        self._prefixes = ("{" + self._json_keys[0], *("," + key for key in self._json_keys[1:]))
         self._steps = tuple(encode_basestring if raw else _one_json_value for raw in self._raw)
+        # The primary key field, when it is stored bare: then its text is the key's, and a
+        # record whose field says otherwise (another program changed it) is refused, since
+        # saving it would write to another key.
+        pk_field = getattr(model, "_primary_key_field", None)
+        bare = isinstance(pk_field, str) and self._raw_by_name.get(pk_field, False)
+        self._pk_field = pk_field if bare else None
+        self._pk_column = None if self._pk_field is None else self.names.index(self._pk_field)
         if model.model_config.get("extra") == "allow":
             raise ConfigurationError(
                 f"{self.name} has extra='allow': the values of undeclared fields would not be "
@@ -126,11 +142,10 @@ class HashCodec(Generic[M]):
             )
         self._serializer = model.__pydantic_serializer__
         self._computed = set(model.model_computed_fields) or None
-        # Datetime and time fields: pydantic's JSON keeps a UTC offset to the minute only.
+        # Fields that may hold a datetime or time: pydantic's JSON keeps a UTC offset to
+        # the minute only.
         self._zoned = tuple(
-            name
-            for name, info in model.model_fields.items()
-            if _unoptional(info.annotation) in (datetime.datetime, datetime.time)
+            name for name, info in model.model_fields.items() if may_hold_times(info.annotation)
         )
         self._fallback = _override(model, "json_default")
         self._object_hook = _override(model, "json_object_hook")
@@ -142,7 +157,7 @@ class HashCodec(Generic[M]):
         for name, info in model.model_fields.items():
             if _secret_type(info.annotation) is not None:
                 self._special[name] = self._secret_dumper(name, info.annotation)
-            elif info.exclude:
+            elif info.exclude or getattr(info, "exclude_if", None) is not None:
                 self._special[name] = self._excluded_dumper(name)
             elif _contains_secret(info.annotation):
                 raise ConfigurationError(
@@ -150,10 +165,28 @@ class HashCodec(Generic[M]):
                     "masked, so they would be stored as '**********'. Only a field that is a "
                     "SecretStr, SecretBytes or Secret[...] itself (or Optional) can be stored"
                 )
+            self._check_type(name, info.annotation)
         if model.__pydantic_decorators__.model_serializers:
             raise ConfigurationError(
                 f"{self.name} has a model_serializer; records are stored one hash field per "
                 "model field, so serialize individual fields (field_serializer) instead"
+            )
+
+    def _check_type(self, name: str, annotation: Any) -> None:
+        """Refuse a field type whose values would not read back (see `_field_types`)."""
+        excluded = excluded_inside(annotation)
+        if excluded is not None:
+            raise ConfigurationError(
+                f"{self.name}.{name} holds {excluded}, which is excluded from pydantic's dumps "
+                "(Field(exclude=...) or exclude_if): it would not be stored, and would read "
+                "back as its default or not at all. Remove the exclusion from that model"
+            )
+        key = unreadable_dict_key(annotation)
+        if key is not None:
+            raise ConfigurationError(
+                f"{self.name}.{name} holds a dict keyed by {_type_name(key)}: pydantic writes "
+                "such a key as text that it cannot read back as the key (the tuple (1, 2) "
+                "becomes '1,2'). Key it by str, int or another single value"
             )
 
     # -- encoding ----------------------------------------------------------------------
@@ -255,6 +288,46 @@ class HashCodec(Generic[M]):
             and self._raw_by_name[name]  # no serializer of its own either
             and not any(config.get(option) for option in _STRING_OPTIONS)
         )
+
+    def may_read_back_otherwise(self, name: str, plain: tuple[type, ...] = ()) -> bool:
+        """Whether a read of field `name` may give another value than an instance holds: a
+        value assigned without validation is stored as it is, then validated when read,
+        where validators, serializers, string and JSON options or model validators may
+        change it. `plain`: metadata types that change nothing (the library's `Indexed`).
+        """
+        info = self.model.model_fields[name]
+        decorators = self.model.__pydantic_decorators__
+        serializers = decorators.field_serializers.values()
+        config = self.model.model_config
+        return bool(
+            any(not isinstance(item, plain) for item in info.metadata)
+            or _field_validators(self.model, name)
+            or any(name in d.info.fields or "*" in d.info.fields for d in serializers)
+            or decorators.model_validators
+            or any(config.get(option) for option in _VALUE_OPTIONS)
+        )
+
+    def field_as_read(self, name: str, instance: M) -> Any:
+        """The value a read of `instance`'s record gives for field `name`: its stored text,
+        validated as the field declares (the instance's own value if that fails, as the
+        record then cannot be read at all)."""
+        text = self.encode_fields(instance, [name])[1]
+        text = text.decode() if isinstance(text, bytes) else text
+        try:
+            return self._column_value(
+                "", name, self._column_adapter(name), self._raw_by_name[name], text, str
+            )
+        except PydanticAioredisError:
+            return getattr(instance, name)
+
+    def record_as_read(self, pk: str, instance: M) -> M:
+        """What a read of `instance`'s record gives (the instance itself if that fails)."""
+        values = self.encode(instance)
+        try:
+            document = self._document(pk, values, str)
+            return self._validate_one(document, pk, values, str)
+        except PydanticAioredisError:
+            return instance
 
     def is_stored_raw(self, name: str) -> bool:
         """Whether the field's stored text is its bare string (see the module's docstring)."""
@@ -409,6 +482,9 @@ class HashCodec(Generic[M]):
         pydantic's validation of the record.
         """
         stride = len(self.names) + 1
+        at = self._pk_column
+        if at is not None and rows[::stride] != rows[at + 1 :: stride]:
+            raise ValueError("a primary key field differs from its key")
         columns: list[Iterable[str]] = []
         for j, raw in enumerate(self._raw, start=1):
             column = rows[j::stride]
@@ -420,11 +496,16 @@ class HashCodec(Generic[M]):
             if _MAY_HOLD_SEVERAL_VALUES.search("".join(column)):
                 deque(map(from_json, column), maxlen=0)
             columns.append(column)
-        values = tuple(chain.from_iterable(zip(*columns)))
         count = len(rows) // stride
-        return "[" + ",".join(repeat(self._template, count)) % values + "]"
+        parts: list[Iterable[str]] = []
+        for prefix, values in zip(self._prefixes, columns):
+            parts += (repeat(prefix, count), values)
+        parts.append(repeat("}", count))
+        return "[" + ",".join(map("".join, zip(*parts))) + "]"
 
     def _document(self, pk: str, values: Sequence[Any], key_of: Callable[[str], str]) -> str:
+        if self._pk_column is not None:
+            self._check_key(pk, values[self._pk_column], key_of)
         try:  # written here for speed: the common case, every field present and sound
             return self._template % tuple(map(_apply, self._steps, values))
         except (TypeError, ValueError):  # a field missing (None), or not one JSON value
@@ -449,6 +530,17 @@ class HashCodec(Generic[M]):
                 _check_one_json_value(self.name, pk, key_of, name, value)
             parts.append(json_key + value)
         return "{" + ",".join(parts) + "}"
+
+    def _check_key(self, pk: str, stored: Any, key_of: Callable[[str], str]) -> None:
+        """Refuse a record whose primary key field (stored bare) is not its key's."""
+        if stored is not None and stored != pk:
+            raise CorruptRecordError(
+                self.name,
+                key_of(pk),
+                self._pk_field,
+                f"it holds {stored[:80]!r}, but the record's key names {pk[:80]!r}; as it is, "
+                "saving it would write another record",
+            )
 
     def _validate_one(
         self, document: str, pk: str, values: Sequence[Any], key_of: Callable[[str], str]
@@ -493,6 +585,8 @@ class HashCodec(Generic[M]):
         return models
 
     def _load_with_hooks(self, pk: str, values: Sequence[Any], key_of: Callable[[str], str]) -> M:
+        if self._pk_column is not None:
+            self._check_key(pk, values[self._pk_column], key_of)
         data = {}
         for name, raw, value in zip(self.names, self._raw, values):
             if value is not None:
@@ -530,9 +624,12 @@ class HashCodec(Generic[M]):
         raws = [self._raw_by_name[name] for name in names]
         stride = len(names) + 1
         result = []
+        pk_at = names.index(self._pk_field) + 1 if self._pk_field in names else None
         for i in range(0, len(rows), stride):
             pk, record = rows[i], {}
             try:
+                if pk_at is not None:
+                    self._check_key(pk, rows[i + pk_at], key_of)
                 for name, adapter, raw, value in zip(
                     names, adapters, raws, rows[i + 1 : i + stride]
                 ):
@@ -634,6 +731,19 @@ _STRING_OPTIONS = (
     "str_min_length",
     "str_max_length",
 )
+# Model options that may change a value read back from what was assigned.
+_VALUE_OPTIONS = (
+    "ser_json_bytes",
+    "val_json_bytes",
+    "ser_json_timedelta",
+    "ser_json_temporal",
+    "val_temporal_unit",
+    "use_enum_values",
+    "coerce_numbers_to_str",
+    "str_strip_whitespace",
+    "str_to_lower",
+    "str_to_upper",
+)
 _TYPE_OPTIONS = (
     "strict",
     "arbitrary_types_allowed",
@@ -713,20 +823,17 @@ def _check_nested_text(model_name: str, field: str, value: Any, depth: int = 0) 
         _check_nested_text(model_name, field, vars(value), depth + 1)
 
 
-def _unoptional(annotation: Any) -> Any:
-    """`X` for `X | None` (and `Optional[X]`), else the annotation itself."""
-    if get_origin(annotation) in (typing.Union, types.UnionType):
-        others = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(others) == 1:
-            return others[0]
-    return annotation
+def _type_name(annotation: Any) -> str:
+    """`Point` for a class, `tuple[int, int]` for a generic alias."""
+    return annotation.__name__ if isinstance(annotation, type) else repr(annotation)
 
 
 def _check_offset(model_name: str, field: str, value: Any) -> None:
-    """Refuse a time zone whose UTC offset has seconds (Amsterdam's +00:19:32 of 1900, say):
-    pydantic's JSON writes the offset to the minute, so the value would read back another."""
-    offset = value.utcoffset() if isinstance(value, (datetime.datetime, datetime.time)) else None
-    if offset is not None and (offset.seconds % 60 or offset.microseconds):
+    """Refuse a time zone whose UTC offset has seconds (Amsterdam's +00:19:32 of 1900, say),
+    in the value or anywhere inside it: pydantic's JSON writes the offset to the minute, so
+    the value would read back another."""
+    offset = offset_with_seconds(value)
+    if offset is not None:
         raise SerializationError(
             f"{model_name}.{field}: the UTC offset {offset} has seconds, which the stored text "
             "cannot keep (it would read back as another instant); convert the value to UTC"

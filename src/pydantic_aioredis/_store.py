@@ -30,6 +30,7 @@ from ._exceptions import (
     PydanticAioredisError,
     UsageError,
 )
+from ._field_types import texts_may_collide
 from ._inflight import CallsInFlight
 from ._legacy import LegacyIndexCheck
 from ._scripts import ScriptCall
@@ -172,6 +173,12 @@ class Store:
             raise PrimaryKeyError(
                 f"{name}._primary_key_field is {pk!r}, which is not a field of {name} "
                 f"(fields: {', '.join(model_class.model_fields)})"
+            )
+        if texts_may_collide(model_class.model_fields[pk].annotation):
+            raise PrimaryKeyError(
+                f"{name}.{pk} is the primary key, and its type takes strings and other values: "
+                "a string can spell another value's key (None is stored as 'null', 1 as '1'), "
+                "so two records would share one key. Give it a single type, such as str"
             )
         version = model_class._version_field
         if version is not None and version not in model_class.model_fields:
