@@ -49,6 +49,13 @@ async def test_insert_many_and_select_all_in_primary_key_order() -> None:
     assert await Book.count() == 2_345
 
 
+async def test_insert_of_a_primary_key_given_twice_writes_and_counts_its_last_record() -> None:
+    first, second = books(2)
+    again = first.model_copy(update={"author": "written last"})
+    assert await Book.insert([first, second, again]) == 2
+    assert await Book.select() == [again, second]
+
+
 async def test_select_accepts_a_single_id() -> None:
     await Book.insert(books(3))
     found = await Book.select(ids="book-00001")

@@ -5,6 +5,7 @@ clear errors; indexes built for records written before a field was indexed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -15,6 +16,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ConfigDict, PlainSerializer, field_validator, model_validator
 
 from pydantic_aioredis import (
     AutoModel,
@@ -392,6 +394,38 @@ async def test_a_build_cut_short_is_finished_by_the_next_one(
         await Indexed1.count(where={"kind": "k"})
     assert await Indexed1.build_indexes() == {"kind": 3_000}
     assert await Indexed1.count(where={"kind": "k"}) == 3_000
+
+
+async def test_a_cancelled_build_stops_even_if_a_call_swallowed_the_cancellation(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register_model(Plain)
+    await Plain.insert([Plain(id=f"g{i:04d}", kind="k") for i in range(3_000)])
+    store.unregister_model(Plain)
+    store.register_model(Indexed1)
+    build_page = IndexState._build_page
+    pages = 0
+
+    async def swallow_a_cancellation(self: IndexState, *args: Any) -> int:
+        # What redis-py's asyncio.wait_for can do on Python 3.11: the cancellation
+        # reaches it, and the call returns as if nothing had happened.
+        nonlocal pages
+        pages += 1
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)
+        return await build_page(self, *args)
+
+    if not hasattr(asyncio.Task, "cancelling"):
+        pytest.skip("Python 3.10 cannot tell a swallowed cancellation")
+    with monkeypatch.context() as patched:
+        patched.setattr(IndexState, "_build_page", swallow_a_cancellation)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.ensure_future(Indexed1.build_indexes())
+    assert pages == 1
+    assert await Indexed1.build_indexes() == {"kind": 3_000}  # run again, it finishes
 
 
 async def test_a_new_model_needs_no_build(store: Store) -> None:
@@ -856,6 +890,19 @@ async def test_a_read_that_would_clean_up_checks_every_key_first(
     assert {name: raw.dump(name) for name in shard.keys} == before  # nothing cleaned up
 
 
+async def test_index_states_held_by_a_key_of_another_type_are_named(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Numbered)
+    await Numbered.insert(Numbered(id="r1", n=1))
+    state_key = _TABLES[Numbered].index_state.key
+    raw.delete(state_key)
+    raw.set(state_key, "another program's string")
+    for read in (lambda: Numbered.count(where={"n": 1}), Numbered.build_indexes):
+        with pytest.raises(RedisOperationError, match=f"WRONGTYPE key {re.escape(state_key)}"):
+            await read()
+
+
 async def test_a_primary_key_holding_a_nul_comes_back_whole(store: Store) -> None:
     # Index members are an encoding, a NUL, then the primary key; a key may hold a NUL too.
     store.register_model(Numbered)
@@ -863,3 +910,90 @@ async def test_a_primary_key_holding_a_nul_comes_back_whole(store: Store) -> Non
     for order_by in (None, "n", "-n"):
         found = await Numbered.select(where={"n": 1}, order_by=order_by)
         assert [r.id for r in found or []] == ["a\x00b", "b", "c\x00"], order_by
+
+
+# -- values that read back otherwise than they were assigned --------------------------------
+# Without validate_assignment, an assigned value is stored as it is and validated when read:
+# the index holds the value as read, which is what a full scan compares.
+
+
+class Member(AutoModel):
+    _primary_key_field: str = "id"
+    id: str
+    email: Annotated[str, Indexed()]
+    name: Annotated[str, Indexed(), PlainSerializer(str.upper)] = ""
+
+    @field_validator("email")
+    @classmethod
+    def lower(cls, value: str) -> str:
+        return value.lower()
+
+
+async def test_an_assignment_a_validator_would_change_is_indexed_as_read(store: Store) -> None:
+    store.register_model(Member)
+    member = Member(id="1", email="ann@x.org", name="ann")
+    await store.flush()
+    member.email = "Bob@X.org"  # no validation: the record holds it, reads give bob@x.org
+    await store.flush()
+    other = Member(id="2", email="carl@x.org")
+    await other.save()
+    other.email = "Carl@X.org"
+    await other.save()
+    (read,) = await Member.select(ids=["1"]) or []
+    assert (read.email, read.name) == ("bob@x.org", "ANN")
+    assert await Member.select(where={"email": "bob@x.org"}, columns=["id"]) == [{"id": "1"}]
+    assert await Member.count(where={"email__in": ["bob@x.org", "carl@x.org"]}) == 2
+    assert await Member.select(where={"email__startswith": "B"}) is None
+    assert await Member.select(where={"name": "ANN"}, columns=["id"]) == [{"id": "1"}]
+    assert await Member.select(where={"name": "ann"}) is None
+
+
+class Stamp(Model):
+    model_config = ConfigDict(ser_json_temporal="milliseconds")
+    _primary_key_field: str = "id"
+    id: str
+    at: Annotated[datetime, Indexed()]
+
+
+async def test_a_naive_datetime_stored_as_milliseconds_is_indexed_as_read(store: Store) -> None:
+    store.register_model(Stamp)
+    await Stamp.insert(Stamp(id="1", at=datetime(2020, 1, 1, 12)))
+    (read,) = await Stamp.select() or []
+    assert read.at.tzinfo is not None  # milliseconds since the epoch read back in UTC
+    assert await Stamp.select(where={"at": read.at}) == [read]
+    assert await Stamp.select(where={"at": datetime(2020, 1, 1, 12)}) is None
+
+
+class Tidy(Model):
+    _primary_key_field: str = "id"
+    id: str
+    city: Annotated[str, Indexed()] = ""
+    note: str = ""
+
+    @model_validator(mode="after")
+    def tidy(self) -> Tidy:
+        self.__dict__["city"] = self.city.strip().title()
+        return self
+
+
+class TidyBefore(Model):  # Tidy before its city was indexed
+    _primary_key_field: str = "id"
+    _table_name: str = "tidy"
+    id: str
+    city: str = ""
+    note: str = ""
+
+
+async def test_a_model_validator_that_changes_a_field_is_indexed_as_read(store: Store) -> None:
+    store.register_model(TidyBefore)
+    await TidyBefore.insert(TidyBefore(id="2", city=" lyon"))
+    store.unregister_model(TidyBefore)
+    store.register_model(Tidy)
+    with pytest.raises(IndexNotReadyError):
+        await Tidy.select(where={"city": "Lyon"})
+    await Tidy.build_indexes()  # from the records as a read of them gives
+    assert await Tidy.select(where={"city": "Lyon"}, columns=["id"]) == [{"id": "2"}]
+    tidy = Tidy(id="1")
+    tidy.city = "  paris "
+    await tidy.save()
+    assert await Tidy.select(where={"city": "Paris"}) == [Tidy(id="1", city="Paris")]

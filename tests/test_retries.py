@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -140,3 +141,35 @@ async def test_a_cancelled_versioned_update_leaves_memory_as_redis_has_it(
     account.balance += 1
     await account.save()  # and the next save is not a false conflict
     assert stored(server, "account:carol")["balance"] == str(account.balance)
+
+
+class Note(Model):
+    _primary_key_field: str = "id"
+    id: str
+    text: str = ""
+
+
+async def test_an_update_sent_again_after_its_record_is_gone_reports_its_first_run(
+    server: RedisServer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py sends a call again after a lost reply; by then another program may have
+    # deleted the record (or it expired). The first run wrote: no ConflictError may say
+    # that nothing was written.
+    register_alone(store, Note)
+    note = Note(id="n")
+    await note.save()
+    sent = []
+    execute = store.execute
+
+    async def keep(calls: list[Any]) -> list[Any]:
+        sent.extend(calls)
+        return await execute(calls)
+
+    monkeypatch.setattr(store, "execute", keep)
+    async with note.update():
+        note.text = "first run"
+    (call,) = sent
+    with redis.Redis(port=server.port) as other_program:
+        other_program.delete("note:n")
+    assert await execute([call]) == [[]]  # as redis-py's resend: the first run's reply
+    assert await Note.select() is None  # and nothing written again

@@ -102,3 +102,16 @@ def test_the_version_field_must_exist(store: Store) -> None:
 
     with pytest.raises(ConfigurationError, match="'revision', which is not a field"):
         store.register_model(Broken)
+
+
+async def test_a_cancellation_that_comes_as_the_write_ends_keeps_its_outcome() -> None:
+    # A versioned save moves the instance to the next version from the outcome of its
+    # write: a cancellation arriving in the same turn as that outcome must not lose it.
+    from pydantic_aioredis._table import run_to_end
+
+    written: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    caller = asyncio.ensure_future(run_to_end(written))
+    await asyncio.sleep(0)  # the caller now waits for the write
+    written.set_result(1)
+    caller.cancel()
+    assert await caller == (1, True)

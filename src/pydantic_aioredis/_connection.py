@@ -463,6 +463,8 @@ _TRANSIENT_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # redis-py takes the "OOM" off the message of this one.
+    redis.exceptions.OutOfMemoryError,
     TryAgainError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.MasterDownError,

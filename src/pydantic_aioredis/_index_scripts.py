@@ -223,6 +223,10 @@ DROP_KEYS = LuaScript("drop_keys", "return redis.call('DEL', unpack(KEYS))")
 INDEX_STATE = LuaScript(
     "index_state",
     """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'hash' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE key ' .. KEYS[1] .. ' holds a ' .. kind .. ', expected a hash')
+end
 local op = ARGV[1]
 if op == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 if op == 'del' then redis.call('HDEL', KEYS[1], unpack(ARGV, 2)) end

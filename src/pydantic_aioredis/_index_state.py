@@ -44,6 +44,7 @@ from ._connection import run_calls_sync
 from ._exceptions import CorruptRecordError, IndexNotReadyError, UnmigratedDataError, UsageError
 from ._index_scripts import BUILD_INDEX, BUILD_LOCK, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
+from ._inflight import stop_if_cancelled
 from ._keys import VALUES_PREFIX, Shard
 from ._scripts import AGAIN, ScriptCall
 
@@ -320,6 +321,7 @@ class IndexState:
         done = 0
         for shard in self.table.shards:
             async for pks in self.table.primary_key_pages(shard):
+                stop_if_cancelled()  # it can be stopped at any point, and run again
                 if not await self._lock("renew", token):
                     raise UsageError(
                         f"{self.table.model.__name__}: build_indexes() lost its lock (paused "
@@ -329,17 +331,26 @@ class IndexState:
         return done
 
     async def _build_page(self, shard: Shard, index: FieldIndex, pks: list[str]) -> int:
-        table, name = self.table, index.name
-        (reply,) = await table.execute_exact(table.read_calls(pks, [name]))
+        table, name, key_of = self.table, index.name, self.table.keys.record_key
+        # Each record's value as a read of it gives: of the field alone, or of the whole
+        # record when model validators may change it (as the table's writes index it).
+        fields = list(table.codec.names) if table.reread_whole else [name]
+        (reply,) = await table.execute_exact(table.read_calls(pks, fields))
         rows = table.rows_of(reply, [])
         problems: list[CorruptRecordError] = []
-        values = table.codec.decode_columns([name], rows, table.keys.record_key, problems)
+        if table.reread_whole:
+            values = [getattr(m, name) for m in table.codec.decode_rows(rows, key_of, problems)]
+        else:
+            values = [v[name] for v in table.codec.decode_columns([name], rows, key_of, problems)]
         unreadable = {problem.key for problem in problems}
-        readable = [pk for pk in rows[::2] if table.keys.record_key(pk) not in unreadable]
+        stride = len(fields) + 1
+        readable = [pk for pk in rows[::stride] if key_of(pk) not in unreadable]
+        texts = dict(zip(rows[::stride], rows[fields.index(name) + 1 :: stride]))
         args: list[Any] = [table.indexed.index(name) + 1, name]
-        for pk, text, value in zip(readable, _texts(rows, readable), values):
+        for pk, value in zip(readable, values):
+            text = texts[pk]
             held = "0" if text is None else "1"
-            args += (pk, held, text or "", index.encode(value[name]))
+            args += (pk, held, text or "", index.encode(value))
         for problem in problems:
             logger.warning("not indexed, the record cannot be read: %s", problem)
         if len(args) == 2:
@@ -355,8 +366,3 @@ def _states_of(reply: list[str]) -> dict[str, str]:
 
 def _field_keys(shard: Shard, name: str) -> tuple[str, str]:
     return (shard.field_index_key(name), f"{shard.namespace}{VALUES_PREFIX}{name}")
-
-
-def _texts(rows: list[Any], pks: list[str]) -> list[str | None]:
-    by_pk = dict(zip(rows[::2], rows[1::2]))
-    return [by_pk[pk] for pk in pks]

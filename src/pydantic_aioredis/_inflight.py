@@ -31,7 +31,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["CallsInFlight"]
+__all__ = ["CallsInFlight", "stop_if_cancelled"]
 
 T = TypeVar("T")
 
@@ -91,3 +91,13 @@ class CallsInFlight:
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._slots.release()
         del self._detached[task]
+
+
+def stop_if_cancelled() -> None:
+    """Raise `CancelledError` in a task that was asked to stop while a call swallowed the
+    request (redis-py's `asyncio.wait_for` can, on Python 3.11): for loops of many round
+    trips, which would otherwise run to their end. (Python 3.10 cannot tell: it has no
+    `Task.cancelling`.)"""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    if cancelling is not None and cancelling():
+        raise asyncio.CancelledError

@@ -371,7 +371,8 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
             life_span_seconds: TTL of these records; default: the store's life span.
 
         Returns:
-            The number of records written.
+            The number of records written (a primary key given twice is written once, from
+            its last instance).
 
         Raises:
             SerializationError: A value cannot be stored (nothing is written).

@@ -432,6 +432,8 @@ return remember(r)
 UPDATE_FIELDS = script(
     "update_fields",
     """
+local replayed = replay()
+if replayed then return replayed end
 local err = check_shard()
 if err then return err end
 local i = 4
@@ -457,7 +459,7 @@ while i <= #ARGV do
   i = i + 3 + 2 * k + nfields
 end
 reindex_all(updated, encodings_at)
-return missing
+return remember(missing)
 """,
     writes=True,
 )

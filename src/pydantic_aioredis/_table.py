@@ -23,7 +23,7 @@ from ._exceptions import (
     SerializationError,
 )
 from ._index_state import IndexState
-from ._indexes import field_indexes
+from ._indexes import Indexed, field_indexes
 from ._keys import KeySpace, Shard
 from ._model import loading_records
 from ._query import QueryPlan, plan_query
@@ -111,6 +111,13 @@ class ModelTable(Generic[M]):
         self.codec: HashCodec[M] = HashCodec(model)
         self.indexes = field_indexes(model)
         self.indexed: tuple[str, ...] = tuple(self.indexes)
+        # Indexed fields whose value read back may differ from what an instance holds:
+        # their entries are made from the value as read, which is what queries compare
+        # (of the whole record as read, when model validators may change it).
+        self._reread = {
+            name for name in self.indexed if self.codec.may_read_back_otherwise(name, (Indexed,))
+        }
+        self.reread_whole = bool(self._reread and model.__pydantic_decorators__.model_validators)
         self.keys = KeySpace(
             model.__name__,
             prefix=model._redis_prefix,
@@ -242,10 +249,20 @@ class ModelTable(Generic[M]):
         if not self.indexes:
             return []
         wanted = None if changed is None else set(changed)
+        source = instance
+        if self.reread_whole and (wanted is None or not wanted.isdisjoint(self._reread)):
+            source = self.codec.record_as_read(self.primary_key(instance), instance)
         return [
-            index.encode(getattr(instance, name)) if wanted is None or name in wanted else ""
+            index.encode(self._indexed_value(source, name))
+            if wanted is None or name in wanted
+            else ""
             for name, index in self.indexes.items()
         ]
+
+    def _indexed_value(self, instance: M, name: str) -> Any:
+        if name in self._reread and not self.reread_whole:
+            return self.codec.field_as_read(name, instance)
+        return getattr(instance, name)
 
     def index_position(self, name: str) -> int:
         """Where an indexed field's keys are among a shard's keys (1-based, see `_scripts`)."""
@@ -295,32 +312,30 @@ class ModelTable(Generic[M]):
         token = write_token() if mode != "set" else ""
         return self.script_call(WRITE_RECORDS, shard, args, _pks(records), token)
 
-    def update_calls(
-        self, records: Sequence[tuple[str, list[str | bytes], list[str]]], ttl_ms: int
-    ) -> list[ScriptCall]:
-        """Script calls that update fields of records that exist: a call per shard and
-        chunk of `WRITE_CHUNK` records (see `update_call`)."""
-        return [
-            self.update_call(shard, chunk, ttl_ms)
-            for shard, group in self.by_shard(records, _first)
-            for chunk in _chunks(group, WRITE_CHUNK)
-        ]
-
     def update_call(
-        self, shard: Shard, records: Sequence[tuple[str, list[str | bytes], list[str]]], ttl_ms: int
+        self,
+        shard: Shard,
+        records: Sequence[tuple[str, list[str | bytes], list[str]]],
+        ttl_ms: int,
+        token: str = "",
     ) -> ScriptCall:
         """The call that updates fields of these records (all of one shard), if they exist
         (a record that is gone stays gone); it replies with the primary keys of the records
-        that were not there. `records` holds `(pk, [name, value, ...], index encodings)`."""
+        that were not there. `records` holds `(pk, [name, value, ...], index encodings)`.
+        `token`: see `write_token`, for a caller that reports which records were gone."""
         ttl = str(ttl_ms)
         args: list[Any] = []
         for pk, pairs, encodings in records:
             args += (pk, ttl, len(pairs) // 2, *pairs, *encodings)
-        return self.script_call(UPDATE_FIELDS, shard, args, _pks(records))
+        return self.script_call(UPDATE_FIELDS, shard, args, _pks(records), token)
 
     async def insert(self, instances: Sequence[M], life_span_seconds: float | None) -> int:
         with collector_paused():
             encoded = [self.encode_whole(instance) for instance in instances]
+        if len({pk for pk, _, _ in encoded}) < len(encoded):
+            # Writing a key twice leaves the last record written: only that one is sent,
+            # and counted.
+            encoded = list({record[0]: record for record in encoded}.values())
         ttl_ms = self.store.ttl_ms(life_span_seconds)
         await self.store.execute(self.write_calls(encoded, ttl_ms))
         return len(encoded)
@@ -394,7 +409,11 @@ class ModelTable(Generic[M]):
         pk = self.primary_key(instance)
         pairs = self.codec.encode_fields(instance, names)
         record = (pk, pairs, self.index_encodings(instance, names))
-        (missing,) = await self.store.execute(self.update_calls([record], self.store.ttl_ms(None)))
+        # With a token: sent again after a lost reply, the call gives the first run's answer
+        # even if the record is gone by then (the first run did write).
+        shard = self.shards[self.keys.shard_index(pk)]
+        call = self.update_call(shard, [record], self.store.ttl_ms(None), write_token())
+        (missing,) = await self.store.execute([call])
         return not missing
 
     # -- reading -------------------------------------------------------------------------
@@ -643,8 +662,10 @@ async def run_to_end(work: Awaitable[T]) -> tuple[T, bool]:
         try:
             return await asyncio.shield(task), cancelled
         except asyncio.CancelledError:
-            if task.done():  # the work itself was cancelled: there is no outcome to wait for
+            if task.cancelled():  # the work itself was: there is no outcome to wait for
                 raise
+            # Else the work goes on, or it ended just as the cancellation came in (then the
+            # next await gives its outcome at once).
             cancelled = True
         except Exception:
             if cancelled:
