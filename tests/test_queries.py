@@ -369,13 +369,18 @@ async def test_an_index_added_later_is_refused_until_built_then_exact(store: Sto
     await other.close()
 
 
-async def test_a_build_cut_short_is_finished_by_the_next_one(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _written_before_kind_was_indexed(store: Store) -> None:
+    """3,000 records of Indexed1 written while its field `kind` was not indexed."""
     store.register_model(Plain)
     await Plain.insert([Plain(id=f"g{i:04d}", kind="k") for i in range(3_000)])
     store.unregister_model(Plain)
     store.register_model(Indexed1)
+
+
+async def test_a_build_cut_short_is_finished_by_the_next_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _written_before_kind_was_indexed(store)
     build_page = IndexState._build_page
     pages = 0
 
@@ -399,10 +404,7 @@ async def test_a_build_cut_short_is_finished_by_the_next_one(
 async def test_a_cancelled_build_stops_even_if_a_call_swallowed_the_cancellation(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.register_model(Plain)
-    await Plain.insert([Plain(id=f"g{i:04d}", kind="k") for i in range(3_000)])
-    store.unregister_model(Plain)
-    store.register_model(Indexed1)
+    await _written_before_kind_was_indexed(store)
     build_page = IndexState._build_page
     pages = 0
 
@@ -957,11 +959,11 @@ class Stamp(Model):
 
 async def test_a_naive_datetime_stored_as_milliseconds_is_indexed_as_read(store: Store) -> None:
     store.register_model(Stamp)
-    await Stamp.insert(Stamp(id="1", at=datetime(2020, 1, 1, 12)))
-    (read,) = await Stamp.select() or []
-    assert read.at.tzinfo is not None  # milliseconds since the epoch read back in UTC
+    naive = datetime(2020, 1, 1, 12)
+    await Stamp.insert(Stamp(id="1", at=naive))
+    (read,) = await Stamp.select() or []  # pydantic 2.12+: read back in UTC, so aware
     assert await Stamp.select(where={"at": read.at}) == [read]
-    assert await Stamp.select(where={"at": datetime(2020, 1, 1, 12)}) is None
+    assert await Stamp.select(where={"at": naive}) == ([read] if read.at == naive else None)
 
 
 class Tidy(Model):

@@ -8,9 +8,9 @@ registered (or, for values, before anything is written) instead of losing data l
   the field would be missing from the record, read back as its default or not at all;
 * a dict whose keys are tuples, sets or models: pydantic writes such a key as text that it
   cannot read back as the key;
-* a primary key whose type is a union with `str` (`Optional[str]`, `int | str`): a string
-  can spell the key of any other value (`"null"` is the key of None), so two records would
-  share one Redis key;
+* a primary key whose type takes strings and other values (`Optional[str]`, `int | str`,
+  `Any`): a string can spell the key of any other value (`"null"` is the key of None), so
+  two records would share one Redis key;
 * a datetime or time whose UTC offset has seconds, anywhere in a field: its JSON keeps
   the offset to the minute (see `offset_with_seconds`).
 """
