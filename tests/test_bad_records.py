@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from pydantic_aioredis import CorruptRecordError, RedisOperationError, Store
+from pydantic_aioredis import CorruptRecordError, Model, RedisOperationError, Store
 from tests.keys import index_key, key
 from tests.models import Book, books
 
@@ -135,3 +135,20 @@ async def test_a_primary_key_column_that_is_not_the_keys_is_reported(raw: redis.
         "book-00004",
     ]
     assert [(e.key, e.field) for e in invalid] == [(key("book:book-00002"), "title")]
+
+
+class Numbered(Model):
+    _primary_key_field: str = "n"
+    n: int
+    name: str = ""
+
+
+async def test_a_primary_key_field_stored_as_json_is_checked_against_its_key_too(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Numbered)
+    await Numbered.insert([Numbered(n=5), Numbered(n=7)])
+    raw.hset(key("numbered:5"), "n", "6")
+    invalid: list[CorruptRecordError] = []
+    assert await Numbered.select(invalid=invalid) == [Numbered(n=7)]
+    assert [(e.key, e.field) for e in invalid] == [(key("numbered:5"), "n")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import re
@@ -15,17 +16,21 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     Secret,
     SecretBytes,
     SecretStr,
+    computed_field,
     field_serializer,
     field_validator,
 )
 from pydantic.fields import FieldInfo
+from typing_extensions import TypeAliasType, TypedDict
 
 from pydantic_aioredis import (
     ConfigurationError,
@@ -479,14 +484,74 @@ class Grid(Model):  # pydantic writes the key (1, 2) as "1,2", which it cannot r
     cells: dict[tuple[int, int], str] = {}
 
 
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    password: SecretStr
+
+
+class Logins(Model):  # a secret inside a dataclass is dumped masked too
+    _primary_key_field: str = "id"
+    id: str
+    logins: list[Credentials] = []
+
+
+class Draft(TypedDict):
+    text: str
+    notes: Annotated[str, Field(exclude=True)]
+
+
+class Drafts(Model):  # TypedDicts exclude too
+    _primary_key_field: str = "id"
+    id: str
+    draft: Draft | None = None
+
+
+class Sealed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    a: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def double(self) -> int:
+        return 2 * self.a
+
+
+class Envelope(Model):  # Sealed's JSON holds `double`, which Sealed then refuses
+    _primary_key_field: str = "id"
+    id: str
+    sealed: Sealed | None = None
+
+
+Cells = TypeAliasType("Cells", dict[tuple[int, int], str])
+
+
+class AliasedGrid(Model):
+    _primary_key_field: str = "id"
+    id: str
+    cells: Cells = {}
+
+
 @pytest.mark.parametrize(
     ("model", "problem"),
     [
         (Vault, r"Vault\.keys.*secrets"),
         (Notebook, r"Notebook\.notes holds Note\.draft"),
         (Grid, r"Grid\.cells.*keyed by tuple\[int, int\]"),
+        (Logins, r"Logins\.logins.*secrets"),
+        (Drafts, r"Drafts\.draft holds Draft\.notes"),
+        (Envelope, r"Envelope\.sealed holds Sealed, which has computed fields"),
+        (AliasedGrid, r"AliasedGrid\.cells.*keyed by tuple\[int, int\]"),
     ],
-    ids=["secret inside a list", "nested exclusion", "tuple keys"],
+    ids=[
+        "secret inside a list",
+        "nested exclusion",
+        "tuple keys",
+        "secret in a dataclass",
+        "exclusion in a TypedDict",
+        "computed fields refused by their model",
+        "tuple keys behind a type alias",
+    ],
 )
 def test_a_type_that_would_not_read_back_is_refused_at_registration(
     store: Store, model: type[Model], problem: str
@@ -622,6 +687,10 @@ async def test_a_field_excluded_by_a_condition_is_stored_like_any_other(
     assert await Stock.select() == [Stock(id="s", qty=0)]
 
 
+class Stamped(TypedDict):
+    at: datetime
+
+
 class Zoned(Model):
     _primary_key_field: str = "id"
     id: str
@@ -629,19 +698,77 @@ class Zoned(Model):
     either: datetime | str = ""
     many: list[datetime] = []
     inside: dict[str, Any] = {}
+    typed: Stamped | None = None
 
 
 # Amsterdam's offset in 1900: +00:19:32, which JSON's +HH:MM cannot keep.
 AMSTERDAM_1900 = timezone(timedelta(minutes=19, seconds=32))
 
 
-@pytest.mark.parametrize("field", ["maybe", "either", "many", "inside"])
+@pytest.mark.parametrize("field", ["maybe", "either", "many", "inside", "typed"])
 async def test_an_offset_with_seconds_anywhere_in_a_field_is_refused(
     store: Store, raw: redis.Redis, field: str
 ) -> None:
     store.register_model(Zoned)
     moment = datetime(1900, 1, 1, 12, tzinfo=AMSTERDAM_1900)
-    value = {"maybe": moment, "either": moment, "many": [moment], "inside": {"at": [moment]}}
+    value = {
+        "maybe": moment,
+        "either": moment,
+        "many": [moment],
+        "inside": {"at": [moment]},
+        "typed": {"at": moment},
+    }
     with pytest.raises(SerializationError, match=rf"Zoned\.{field}: the UTC offset 0:19:32"):
         await Zoned.insert(Zoned(id="z", **{field: value[field]}))
+    assert raw.keys("*") == []
+
+
+class Keyed(Model):  # the field's own serializer and validator carry its tuple keys
+    _primary_key_field: str = "id"
+    id: str
+    cells: Annotated[
+        dict[tuple[int, int], str],
+        PlainSerializer(lambda cells: [[*key, value] for key, value in cells.items()]),
+        BeforeValidator(
+            lambda cells: cells if isinstance(cells, dict) else {(a, b): v for a, b, v in cells}
+        ),
+    ] = {}
+
+
+async def test_a_field_with_its_own_serializer_is_left_to_it(store: Store) -> None:
+    store.register_model(Keyed)
+    keyed = Keyed(id="k", cells={(1, 2): "x"})
+    await Keyed.insert(keyed)
+    assert await Keyed.select() == [keyed]
+
+
+class Person(BaseModel):
+    full_name: str = Field(alias="fullName")
+
+
+class Guest(Model):
+    _primary_key_field: str = "id"
+    id: str
+    who: Person
+
+
+async def test_a_column_holding_a_model_with_aliases_reads_back(store: Store) -> None:
+    store.register_model(Guest)
+    await Guest.insert(Guest(id="g", who=Person(fullName="Ann")))
+    assert await Guest.select(columns=["who"]) == [{"who": Person(fullName="Ann")}]
+
+
+class Lowered(Model):
+    _primary_key_field: str = "id"
+    id: Annotated[str, AfterValidator(str.lower)]
+
+
+async def test_a_primary_key_that_would_read_back_as_another_is_refused(
+    store: Store, raw: redis.Redis
+) -> None:
+    store.register_model(Lowered)
+    lowered = Lowered(id="abc")
+    lowered.id = "ABC"  # no validation: a read of it would say "abc", and its key "ABC"
+    with pytest.raises(SerializationError, match=r"Lowered\.id: the primary key 'ABC' reads back"):
+        await lowered.save()
     assert raw.keys("*") == []

@@ -16,7 +16,13 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ConfigDict, PlainSerializer, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pydantic_aioredis import (
     AutoModel,
@@ -999,3 +1005,87 @@ async def test_a_model_validator_that_changes_a_field_is_indexed_as_read(store: 
     tidy.city = "  paris "
     await tidy.save()
     assert await Tidy.select(where={"city": "Paris"}) == [Tidy(id="1", city="Paris")]
+
+
+class Titled(AutoModel):
+    _primary_key_field: str = "id"
+    id: str
+    title: str = ""
+    slug: Annotated[str, Indexed()] = ""
+    price: Annotated[float | None, Indexed(), PlainSerializer(lambda v: v and round(v, 1))] = None
+
+    @model_validator(mode="after")
+    def slugged(self) -> Titled:
+        self.__dict__["slug"] = self.title.lower()
+        return self
+
+
+async def test_a_change_of_one_field_moves_the_entry_of_another_it_changes_as_read(
+    store: Store,
+) -> None:
+    store.register_model(Titled)
+    await Titled.insert([Titled(id="a", title="Alpha"), Titled(id="b", title="Mid")])
+    (alpha,) = await Titled.select(ids=["a"]) or []
+    alpha.set_auto_sync(True)
+    alpha.title = "Zed"  # only title changes; a read gives slug "zed"
+    await store.flush()
+    async with alpha.update():
+        alpha.title = "Omega"
+    assert [t.slug for t in await Titled.select(order_by="slug") or []] == ["mid", "omega"]
+    assert await Titled.delete(where={"slug": "zed"}) == 0
+    assert await Titled.count(where={"slug": "omega"}) == 1
+
+
+async def test_a_serializer_inside_optional_is_indexed_as_read(store: Store) -> None:
+    store.register_model(Titled)
+    await Titled.insert(Titled(id="p", price=1.26))  # stored, and read, as 1.3
+    assert await Titled.select(where={"price": 1.3}, columns=["id"]) == [{"id": "p"}]
+    assert await Titled.select(where={"price": 1.26}) is None
+
+
+class Lowered(Model):
+    _primary_key_field: str = "id"
+    id: str
+    lower: bool = True
+    name: Annotated[str, Indexed()] = ""
+
+    @field_validator("name")
+    @classmethod
+    def lowered(cls, value: str, info: ValidationInfo) -> str:
+        # Without the record (a query's value), there is no info.data to read.
+        return value.lower() if (info.data or {}).get("lower") else value
+
+    def model_post_init(self, context: Any) -> None:
+        self.__dict__["name"] = self.name.strip()
+
+
+async def test_validators_reading_other_fields_and_post_init_are_indexed_as_read(
+    store: Store,
+) -> None:
+    store.register_model(Lowered)
+    lowered = Lowered(id="1")
+    lowered.name = " MiXeD "  # a read strips it (model_post_init) and lowers it (info.data)
+    await lowered.save()
+    assert await Lowered.select(where={"name": "mixed"}, columns=["id"]) == [{"id": "1"}]
+
+
+class NeedsRecord(Model):
+    _primary_key_field: str = "id"
+    id: str
+    name: Annotated[str, Indexed()] = ""
+
+    @field_validator("name")
+    @classmethod
+    def needs_record(cls, value: str, info: ValidationInfo) -> str:
+        return f"{info.data['id']}:{value}"  # a name tagged with its record's id
+
+
+async def test_a_query_value_a_validator_cannot_take_alone_is_refused_clearly(
+    store: Store,
+) -> None:
+    store.register_model(NeedsRecord)
+    await NeedsRecord.insert(NeedsRecord(id="1", name="x"))
+    with pytest.raises(
+        InvalidInputError, match=r"NeedsRecord\.name.*cannot be validated on its own"
+    ):
+        await NeedsRecord.select(where={"name": "x"})

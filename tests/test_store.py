@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -290,7 +291,24 @@ class Anything(Model):
     id: Any
 
 
-@pytest.mark.parametrize("model", [MaybeNamed, NumberOrName, Anything])
+class MaybeBytes(Model):
+    _primary_key_field: str = "id"
+    id: bytes | None
+
+
+class OneOrOne(Model):
+    _primary_key_field: str = "id"
+    id: Literal["1", 1]
+
+
+class MaybePath(Model):
+    _primary_key_field: str = "id"
+    id: Path | None
+
+
+@pytest.mark.parametrize(
+    "model", [MaybeNamed, NumberOrName, Anything, MaybeBytes, OneOrOne, MaybePath]
+)
 def test_a_primary_key_whose_strings_could_spell_its_other_values_is_refused(
     model: type[Model],
 ) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import ipaddress
 import json
 import operator
@@ -60,9 +61,11 @@ from ._exceptions import (
     SerializationError,
 )
 from ._field_types import (
+    computed_and_forbidden_inside,
     excluded_inside,
     may_hold_times,
     offset_with_seconds,
+    secret_inside,
     unreadable_dict_key,
 )
 
@@ -128,13 +131,13 @@ class HashCodec(Generic[M]):
         # The same document cut before each value: `{"title":`, `,"author":`...
         self._prefixes = ("{" + self._json_keys[0], *("," + key for key in self._json_keys[1:]))
         self._steps = tuple(encode_basestring if raw else _one_json_value for raw in self._raw)
-        # The primary key field, when it is stored bare: then its text is the key's, and a
-        # record whose field says otherwise (another program changed it) is refused, since
-        # saving it would write to another key.
+        # The primary key field: its stored text is the key's (or, stored as a JSON string,
+        # the string's), and a record whose field says otherwise (another program changed
+        # it) is refused, since saving it would write to another key.
         pk_field = getattr(model, "_primary_key_field", None)
-        bare = isinstance(pk_field, str) and self._raw_by_name.get(pk_field, False)
-        self._pk_field = pk_field if bare else None
+        self._pk_field = pk_field if pk_field in self.names else None
         self._pk_column = None if self._pk_field is None else self.names.index(self._pk_field)
+        self._pk_bare = self._pk_field is not None and self._raw_by_name[self._pk_field]
         if model.model_config.get("extra") == "allow":
             raise ConfigurationError(
                 f"{self.name} has extra='allow': the values of undeclared fields would not be "
@@ -159,7 +162,7 @@ class HashCodec(Generic[M]):
                 self._special[name] = self._secret_dumper(name, info.annotation)
             elif info.exclude or getattr(info, "exclude_if", None) is not None:
                 self._special[name] = self._excluded_dumper(name)
-            elif _contains_secret(info.annotation):
+            elif secret_inside(info.annotation):
                 raise ConfigurationError(
                     f"{self.name}.{name} holds secrets inside another type; pydantic dumps them "
                     "masked, so they would be stored as '**********'. Only a field that is a "
@@ -173,7 +176,17 @@ class HashCodec(Generic[M]):
             )
 
     def _check_type(self, name: str, annotation: Any) -> None:
-        """Refuse a field type whose values would not read back (see `_field_types`)."""
+        """Refuse a field type whose values would not read back (see `_field_types`); a
+        field with a serializer of its own writes what it likes, and is left alone."""
+        if self._has_own_serializer(name):
+            return
+        strict = computed_and_forbidden_inside(annotation)
+        if strict is not None:
+            raise ConfigurationError(
+                f"{self.name}.{name} holds {strict}, which has computed fields and forbids "
+                "extra ones: pydantic's JSON of it holds the computed fields, which its "
+                "validation then refuses, so no record could be read. Allow extra fields there"
+            )
         excluded = excluded_inside(annotation)
         if excluded is not None:
             raise ConfigurationError(
@@ -289,40 +302,44 @@ class HashCodec(Generic[M]):
             and not any(config.get(option) for option in _STRING_OPTIONS)
         )
 
-    def may_read_back_otherwise(self, name: str, plain: tuple[type, ...] = ()) -> bool:
-        """Whether a read of field `name` may give another value than an instance holds: a
-        value assigned without validation is stored as it is, then validated when read,
-        where validators, serializers, string and JSON options or model validators may
-        change it. `plain`: metadata types that change nothing (the library's `Indexed`).
-        """
+    def key_may_read_back_otherwise(self, name: str) -> bool:
+        """`may_read_back_otherwise` for the primary key field: its own declarations and the
+        model's validators only (a validator of another field cannot change it)."""
         info = self.model.model_fields[name]
         decorators = self.model.__pydantic_decorators__
         serializers = decorators.field_serializers.values()
-        config = self.model.model_config
         return bool(
-            any(not isinstance(item, plain) for item in info.metadata)
+            not _is_plain_value_type(info.annotation)
+            or info.metadata
             or _field_validators(self.model, name)
             or any(name in d.info.fields or "*" in d.info.fields for d in serializers)
             or decorators.model_validators
+            or self.model.__pydantic_post_init__
+            or any(self.model.model_config.get(option) for option in _VALUE_OPTIONS)
+        )
+
+    def may_read_back_otherwise(self, name: str, plain: tuple[type, ...] = ()) -> bool:
+        """Whether a read of field `name` may give another value than an instance holds: a
+        value assigned without validation is stored as it is, then validated when read,
+        where a type of its own, validators (of any field: `info.data`), serializers,
+        string and JSON options, model validators or `model_post_init` may change it.
+        `plain`: metadata types that change nothing (the library's `Indexed`)."""
+        info = self.model.model_fields[name]
+        decorators = self.model.__pydantic_decorators__
+        config = self.model.model_config
+        return bool(
+            not _is_plain_value_type(info.annotation)
+            or any(not isinstance(item, plain) for item in info.metadata)
+            or decorators.field_validators
+            or decorators.field_serializers
+            or decorators.model_validators
+            or self.model.__pydantic_post_init__
             or any(config.get(option) for option in _VALUE_OPTIONS)
         )
 
-    def field_as_read(self, name: str, instance: M) -> Any:
-        """The value a read of `instance`'s record gives for field `name`: its stored text,
-        validated as the field declares (the instance's own value if that fails, as the
-        record then cannot be read at all)."""
-        text = self.encode_fields(instance, [name])[1]
-        text = text.decode() if isinstance(text, bytes) else text
-        try:
-            return self._column_value(
-                "", name, self._column_adapter(name), self._raw_by_name[name], text, str
-            )
-        except PydanticAioredisError:
-            return getattr(instance, name)
-
     def record_as_read(self, pk: str, instance: M) -> M:
         """What a read of `instance`'s record gives (the instance itself if that fails)."""
-        values = self.encode(instance)
+        values = [v.decode() if isinstance(v, bytes) else v for v in self.encode(instance)]
         try:
             document = self._document(pk, values, str)
             return self._validate_one(document, pk, values, str)
@@ -483,7 +500,7 @@ class HashCodec(Generic[M]):
         """
         stride = len(self.names) + 1
         at = self._pk_column
-        if at is not None and rows[::stride] != rows[at + 1 :: stride]:
+        if at is not None and not self._keys_match(rows[::stride], rows[at + 1 :: stride]):
             raise ValueError("a primary key field differs from its key")
         columns: list[Iterable[str]] = []
         for j, raw in enumerate(self._raw, start=1):
@@ -531,9 +548,26 @@ class HashCodec(Generic[M]):
             parts.append(json_key + value)
         return "{" + ",".join(parts) + "}"
 
+    def _keys_match(self, keys: Sequence[Any], stored: Sequence[Any]) -> bool:
+        """Whether each stored primary key field is its record's key (see `__init__`)."""
+        if keys == stored:
+            return True
+        if self._pk_bare:
+            return False
+        try:
+            return list(keys) == [_key_text(text) for text in stored]
+        except (TypeError, ValueError):  # a field missing, or not JSON: checked one by one
+            return False
+
     def _check_key(self, pk: str, stored: Any, key_of: Callable[[str], str]) -> None:
-        """Refuse a record whose primary key field (stored bare) is not its key's."""
-        if stored is not None and stored != pk:
+        """Refuse a record whose primary key field is not its key's."""
+        if stored is None or stored == pk:
+            return
+        try:
+            text = stored if self._pk_bare else _key_text(stored)
+        except ValueError:  # not JSON: its validation says so
+            return
+        if text != pk:
             raise CorruptRecordError(
                 self.name,
                 key_of(pk),
@@ -654,9 +688,12 @@ class HashCodec(Generic[M]):
     ) -> Any:
         _check_stored_text(self.name, key_of(pk), name, value)
         try:
+            # By name, not alias: nested models are stored under their fields' names.
             if self._object_hook is not None and not raw:
-                return adapter.validate_python(self._loads(pk, name, value, key_of), strict=False)
-            return adapter.validate_json(encode_basestring(value) if raw else value)
+                loaded = self._loads(pk, name, value, key_of)
+                return adapter.validate_python(loaded, strict=False, by_alias=False, by_name=True)
+            text = encode_basestring(value) if raw else value
+            return adapter.validate_json(text, by_alias=False, by_name=True)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"]
             raise CorruptRecordError(self.name, key_of(pk), name, problem) from None
@@ -706,14 +743,18 @@ class HashCodec(Generic[M]):
 
     # -- classification ----------------------------------------------------------------
 
-    def _is_stored_raw(self, name: str) -> bool:
-        """True when the field's JSON form is always a string, stored without quotes."""
+    def _has_own_serializer(self, name: str) -> bool:
         info = self.model.model_fields[name]
         if any(_is_serializer(item) for item in info.metadata):
-            return False
+            return True
         decorators = self.model.__pydantic_decorators__.field_serializers.values()
-        if any(name in d.info.fields or "*" in d.info.fields for d in decorators):
+        return any(name in d.info.fields or "*" in d.info.fields for d in decorators)
+
+    def _is_stored_raw(self, name: str) -> bool:
+        """True when the field's JSON form is always a string, stored without quotes."""
+        if self._has_own_serializer(name):
             return False
+        info = self.model.model_fields[name]
         kind = info.annotation
         if not isinstance(kind, type):
             return False  # Optional, unions, generics, Literal: JSON keeps them unambiguous
@@ -731,6 +772,33 @@ _STRING_OPTIONS = (
     "str_min_length",
     "str_max_length",
 )
+# Types whose values pydantic reads back from their JSON as they were (and `Optional` of
+# them), when nothing else is declared on the field.
+_PLAIN_VALUE_TYPES = (
+    str,
+    int,
+    float,
+    bool,
+    datetime.date,
+    datetime.datetime,
+    decimal.Decimal,
+    uuid.UUID,
+)
+
+
+def _is_plain_value_type(annotation: Any) -> bool:
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return len(members) == 1 and _is_plain_value_type(members[0])
+    if annotation in _PLAIN_VALUE_TYPES:
+        return True
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, enum.Enum)
+        and not hasattr(annotation, "__get_pydantic_core_schema__")
+    )
+
+
 # Model options that may change a value read back from what was assigned.
 _VALUE_OPTIONS = (
     "ser_json_bytes",
@@ -782,21 +850,6 @@ def _secret_type(annotation: Any) -> Any:
     return None
 
 
-def _contains_secret(annotation: Any, seen: frozenset[Any] = frozenset()) -> bool:
-    """Whether a secret type appears anywhere inside a field's type."""
-    if annotation in seen:
-        return False
-    seen = seen | {annotation}
-    if _secret_type(annotation) is not None:
-        return True
-    if isinstance(annotation, type) and issubclass(annotation, (SecretStr, SecretBytes, Secret)):
-        return True
-    fields = getattr(annotation, "model_fields", None)
-    if isinstance(annotation, type) and isinstance(fields, dict):
-        return any(_contains_secret(info.annotation, seen) for info in fields.values())
-    return any(_contains_secret(arg, seen) for arg in get_args(annotation))
-
-
 def _check_utf8(model_name: str, field: str, text: str) -> None:
     try:
         text.encode()
@@ -821,6 +874,15 @@ def _check_nested_text(model_name: str, field: str, value: Any, depth: int = 0) 
             _check_nested_text(model_name, field, item, depth + 1)
     elif hasattr(value, "__dict__") and depth < 50:
         _check_nested_text(model_name, field, vars(value), depth + 1)
+
+
+def _key_text(stored: str) -> str:
+    """The key text of a primary key field stored as JSON: a JSON string's string, else the
+    text itself (see `HashCodec.key_text`)."""
+    if not stored.startswith('"'):
+        return stored
+    text: str = from_json(stored)
+    return text
 
 
 def _type_name(annotation: Any) -> str:

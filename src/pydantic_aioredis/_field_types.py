@@ -11,6 +11,8 @@ registered (or, for values, before anything is written) instead of losing data l
 * a primary key whose type takes strings and other values (`Optional[str]`, `int | str`,
   `Any`): a string can spell the key of any other value (`"null"` is the key of None), so
   two records would share one Redis key;
+* a nested model with computed fields and `extra="forbid"`: its JSON holds the computed
+  fields, which its validation refuses;
 * a datetime or time whose UTC offset has seconds, anywhere in a field: its JSON keeps
   the offset to the minute (see `offset_with_seconds`).
 """
@@ -19,17 +21,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import types
 import typing
 from collections.abc import Iterator
-from typing import Annotated, Any, get_args, get_origin
+from pathlib import PurePath
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+from pydantic.fields import FieldInfo
+from typing_extensions import is_typeddict
 
 __all__ = [
+    "computed_and_forbidden_inside",
     "excluded_inside",
     "may_hold_times",
     "offset_with_seconds",
+    "secret_inside",
     "texts_may_collide",
     "unreadable_dict_key",
 ]
@@ -39,8 +47,9 @@ _COLLECTIONS = (tuple, list, set, frozenset)
 
 
 def _types_in(annotation: Any, seen: set[Any] | None = None) -> Iterator[Any]:
-    """Every type inside `annotation`: itself, its arguments, and the field types of the
-    models and dataclasses it holds, each once."""
+    """Every type inside `annotation`: itself, its arguments, what a type alias stands for,
+    and the field types of the models, dataclasses, TypedDicts and NamedTuples it holds,
+    each once."""
     seen = set() if seen is None else seen
     try:
         if annotation in seen:
@@ -49,9 +58,9 @@ def _types_in(annotation: Any, seen: set[Any] | None = None) -> Iterator[Any]:
     except TypeError:  # an unhashable annotation (a Literal of a list, say)
         return
     yield annotation
-    if get_origin(annotation) is Annotated:
-        yield from _types_in(get_args(annotation)[0], seen)
-        return
+    alias = getattr(annotation, "__value__", None)  # `type X = ...`, TypeAliasType
+    if alias is not None and type(annotation).__name__ == "TypeAliasType":
+        yield from _types_in(alias, seen)
     for arg in get_args(annotation):
         yield from _types_in(arg, seen)
     for field_type in _field_types(annotation):
@@ -59,21 +68,71 @@ def _types_in(annotation: Any, seen: set[Any] | None = None) -> Iterator[Any]:
 
 
 def _field_types(annotation: Any) -> list[Any]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [info.annotation for info in annotation.model_fields.values()]
-    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return [field.type for field in dataclasses.fields(annotation)]
+    if not isinstance(annotation, type):
+        return []
+    if issubclass(annotation, BaseModel) or hasattr(annotation, "__pydantic_fields__"):
+        return [info.annotation for info in _fields_of(annotation).values()]
+    if (
+        dataclasses.is_dataclass(annotation)
+        or is_typeddict(annotation)
+        or (
+            issubclass(annotation, tuple) and hasattr(annotation, "_fields")  # a NamedTuple
+        )
+    ):
+        return list(_hints(annotation).values())
     return []
 
 
+def _hints(annotation: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(annotation, include_extras=True)
+    except Exception:  # a forward reference that does not resolve: pydantic says so
+        return {}
+
+
+def _fields_of(annotation: Any) -> dict[str, FieldInfo]:
+    """The pydantic fields of a model or a pydantic dataclass."""
+    fields = getattr(annotation, "__pydantic_fields__", None)
+    return fields if isinstance(fields, dict) else {}
+
+
+def _excludes(info: Any) -> bool:
+    return isinstance(info, FieldInfo) and bool(
+        info.exclude or getattr(info, "exclude_if", None) is not None
+    )
+
+
 def excluded_inside(annotation: Any) -> str | None:
-    """`Model.field` of a field that a model nested in `annotation` excludes from dumps."""
+    """`Type.field` of a field that a model, dataclass or TypedDict nested in `annotation`
+    excludes from dumps, or None."""
     for inner in _types_in(annotation):
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            for name, info in inner.model_fields.items():
-                if info.exclude or getattr(info, "exclude_if", None) is not None:
-                    return f"{inner.__name__}.{name}"
+        for name, info in _fields_of(inner).items():
+            if _excludes(info):
+                return f"{inner.__name__}.{name}"
+        for key, hint in _hints(inner).items() if is_typeddict(inner) else ():
+            if get_origin(hint) is Annotated and any(map(_excludes, hint.__metadata__)):
+                return f"{inner.__name__}.{key}"
     return None
+
+
+def computed_and_forbidden_inside(annotation: Any) -> str | None:
+    """A model nested in `annotation` whose JSON holds computed fields that its own
+    validation then refuses (`extra="forbid"`), or None."""
+    for inner in _types_in(annotation):
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            continue
+        if inner.model_computed_fields and inner.model_config.get("extra") == "forbid":
+            return inner.__name__
+    return None
+
+
+def secret_inside(annotation: Any) -> bool:
+    """Whether a secret type appears anywhere inside a field's type."""
+    return any(
+        (isinstance(inner, type) and issubclass(inner, (SecretStr, SecretBytes, Secret)))
+        or get_origin(inner) is Secret
+        for inner in _types_in(annotation)
+    )
 
 
 def unreadable_dict_key(annotation: Any) -> Any:
@@ -101,22 +160,33 @@ def _is_structured(key: Any) -> bool:
 
 
 def texts_may_collide(annotation: Any) -> bool:
-    """Whether two values of a primary key's type can have the same key text: a union
-    with `str`, or `Any` (a string spells any other member's JSON)."""
-    if get_origin(annotation) is Annotated:
-        return texts_may_collide(get_args(annotation)[0])
+    """Whether two values of a primary key's type can have the same key text: a type that
+    takes text (str, bytes, paths, str enums or literals) and values of another type too
+    (a string spells any other value's JSON), or `Any`."""
+    kinds = set(_member_kinds(annotation))
+    return len(kinds) > 1 and any(map(_spells_text, kinds))
+
+
+def _member_kinds(annotation: Any) -> list[Any]:
+    """The types of the values a type takes: its union's members, its literals' types."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _member_kinds(get_args(annotation)[0])
+    if origin in _UNIONS:
+        return [kind for member in get_args(annotation) for kind in _member_kinds(member)]
+    if origin is Literal:
+        return [type(value) for value in get_args(annotation)]
     if annotation is Any or annotation is object:
-        return True
-    if get_origin(annotation) not in _UNIONS:
+        return [str, object]
+    return [annotation]
+
+
+def _spells_text(kind: Any) -> bool:
+    if not isinstance(kind, type):
         return False
-    members = get_args(annotation)
-    return len(members) > 1 and any(_is_text(member) for member in members)
-
-
-def _is_text(annotation: Any) -> bool:
-    if get_origin(annotation) is Annotated:
-        return _is_text(get_args(annotation)[0])
-    return isinstance(annotation, type) and issubclass(annotation, str)
+    if issubclass(kind, enum.Enum):
+        return any(isinstance(member.value, (str, bytes)) for member in kind)
+    return issubclass(kind, (str, bytes, bytearray, PurePath))
 
 
 def may_hold_times(annotation: Any) -> bool:

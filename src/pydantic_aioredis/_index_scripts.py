@@ -225,7 +225,8 @@ INDEX_STATE = LuaScript(
     """
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind ~= 'hash' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE key ' .. KEYS[1] .. ' holds a ' .. kind .. ', expected a hash')
+  local problem = ' holds a ' .. kind .. ', expected a hash'
+  return redis.error_reply('WRONGTYPE key ' .. KEYS[1] .. problem)
 end
 local op = ARGV[1]
 if op == 'set' then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end

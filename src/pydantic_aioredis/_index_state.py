@@ -332,13 +332,14 @@ class IndexState:
 
     async def _build_page(self, shard: Shard, index: FieldIndex, pks: list[str]) -> int:
         table, name, key_of = self.table, index.name, self.table.keys.record_key
-        # Each record's value as a read of it gives: of the field alone, or of the whole
-        # record when model validators may change it (as the table's writes index it).
-        fields = list(table.codec.names) if table.reread_whole else [name]
+        # Each record's value as a read of it gives: of the whole record when the value
+        # read may differ from the one stored (as the table's writes index it).
+        whole = name in table.reread
+        fields = list(table.codec.names) if whole else [name]
         (reply,) = await table.execute_exact(table.read_calls(pks, fields))
         rows = table.rows_of(reply, [])
         problems: list[CorruptRecordError] = []
-        if table.reread_whole:
+        if whole:
             values = [getattr(m, name) for m in table.codec.decode_rows(rows, key_of, problems)]
         else:
             values = [v[name] for v in table.codec.decode_columns([name], rows, key_of, problems)]

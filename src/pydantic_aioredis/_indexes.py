@@ -360,9 +360,18 @@ class FieldIndex:
             InvalidInputError: The value is not valid for the field; it names the field.
         """
         try:
-            return self._encode_valid(self._adapter.validate_python(value))
+            valid = self._adapter.validate_python(value)
         except ValidationError as exc:
             raise InvalidInputError(self._invalid(value, exc)) from None
+        except Exception as exc:  # a validator of the user's that needs the whole record
+            raise InvalidInputError(
+                f"{self.label}: {_describe(value)} cannot be validated on its own "
+                f"({type(exc).__name__}: {exc}); a query value is validated without the "
+                "rest of a record, so a validator that reads other fields (info.data) "
+                "must accept that"
+            ) from None
+        try:
+            return self._encode_valid(valid)
         except (ValueError, TypeError) as exc:
             raise InvalidInputError(f"{self.label}: {_describe(value)}: {exc}") from None
 

@@ -112,12 +112,11 @@ class ModelTable(Generic[M]):
         self.indexes = field_indexes(model)
         self.indexed: tuple[str, ...] = tuple(self.indexes)
         # Indexed fields whose value read back may differ from what an instance holds:
-        # their entries are made from the value as read, which is what queries compare
-        # (of the whole record as read, when model validators may change it).
-        self._reread = {
+        # their entries are made from the record as a read of it gives it, which is what
+        # queries compare.
+        self.reread = frozenset(
             name for name in self.indexed if self.codec.may_read_back_otherwise(name, (Indexed,))
-        }
-        self.reread_whole = bool(self._reread and model.__pydantic_decorators__.model_validators)
+        )
         self.keys = KeySpace(
             model.__name__,
             prefix=model._redis_prefix,
@@ -134,6 +133,7 @@ class ModelTable(Generic[M]):
         self._pk_index = self.codec.names.index(self.pk_field)
         self._pk_is_plain_str = self.codec.is_plain_str(self.pk_field)
         self._pk_is_raw = self.codec.is_stored_raw(self.pk_field)
+        self._pk_may_read_back_otherwise = self.codec.key_may_read_back_otherwise(self.pk_field)
         self._fields_header = (len(self.codec.names), *self.codec.names)
         self.index_state = IndexState(self)
         self.queries = QueryRunner(self)
@@ -238,7 +238,21 @@ class ModelTable(Generic[M]):
             pk = self.keys.check_primary_key(pk)
         else:
             pk = self.primary_key(instance)
+        if self._pk_may_read_back_otherwise:
+            self._check_key_reads_back(pk, instance)
         return pk, values, self.index_encodings(instance, None)
+
+    def _check_key_reads_back(self, pk: str, instance: M) -> None:
+        """Refuse a primary key that a read of the record would give as another (assigned
+        without validation, then changed by a validator): the record could not be found by
+        it, and saving what was read would write a second record."""
+        read = self.codec.record_as_read(pk, instance)
+        if read is not instance and (other := self.primary_key(read)) != pk:
+            raise SerializationError(
+                f"{self.model.__name__}.{self.pk_field}: the primary key {pk!r} reads back as "
+                f"{other!r} (it was assigned without validation, and its validation changes "
+                "it): assign it validated, or as it reads back"
+            )
 
     def index_encodings(self, instance: M, changed: Iterable[str] | None) -> list[str]:
         """The index encoding of each indexed field ('' for one not in `changed`).
@@ -250,19 +264,14 @@ class ModelTable(Generic[M]):
             return []
         wanted = None if changed is None else set(changed)
         source = instance
-        if self.reread_whole and (wanted is None or not wanted.isdisjoint(self._reread)):
+        if self.reread:
             source = self.codec.record_as_read(self.primary_key(instance), instance)
+            if wanted is not None:  # a change of one field may change another's value as read
+                wanted |= self.reread
         return [
-            index.encode(self._indexed_value(source, name))
-            if wanted is None or name in wanted
-            else ""
+            index.encode(getattr(source, name)) if wanted is None or name in wanted else ""
             for name, index in self.indexes.items()
         ]
-
-    def _indexed_value(self, instance: M, name: str) -> Any:
-        if name in self._reread and not self.reread_whole:
-            return self.codec.field_as_read(name, instance)
-        return getattr(instance, name)
 
     def index_position(self, name: str) -> int:
         """Where an indexed field's keys are among a shard's keys (1-based, see `_scripts`)."""
