@@ -190,7 +190,7 @@ def connect_async(config: RedisConfig) -> AsyncClient:
         return client
     from redis.asyncio.retry import Retry as AsyncRetry
 
-    retry = AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    retry = AsyncRetry(_BACKOFF, config.retries)
     if config.cluster:
         cluster = redis.asyncio.cluster.RedisCluster(retry=retry, **_cluster_options(config))
         _pack_with_hiredis(cluster, ssl=config.ssl)
@@ -217,7 +217,7 @@ def connect_sync(config: RedisConfig) -> SyncClient:
         return client
     from redis.retry import Retry
 
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), config.retries)
+    retry = Retry(_BACKOFF, config.retries)
     if config.cluster:
         return redis.cluster.RedisCluster(retry=retry, **_cluster_options(config))
     connection_class = redis.connection.SSLConnection if config.ssl else redis.connection.Connection
@@ -321,6 +321,12 @@ async def run_calls(
     """
     try:
         replies = await _send(client, calls)
+        for attempt in range(1, _retries(client) + 1):
+            if not (dropped := _dropped(replies)):
+                break
+            await asyncio.sleep(_BACKOFF.compute(attempt))
+            for i, reply in zip(dropped, await _send(client, [calls[i] for i in dropped])):
+                replies[i] = reply
         deadline = time.monotonic() + MIGRATION_PATIENCE
         delay = 0.05
         while (waiting := _refused(replies)) and time.monotonic() < deadline:
@@ -333,6 +339,24 @@ async def run_calls(
         return replies
     except Exception as exc:
         raise _failure(exc) from exc
+
+
+# A cluster pipeline leaves a dropped connection or a timeout in the place of each call it
+# hit, where a single command would be sent again (`retries` times, with backoff): those
+# calls are sent again here the same way. Every call is safe to run twice (see `_scripts`).
+_DROPPED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+
+
+def _dropped(replies: list[Any]) -> list[int]:
+    return [i for i, reply in enumerate(replies) if isinstance(reply, _DROPPED)]
+
+
+def _retries(client: AsyncClient | SyncClient) -> int:
+    """How many times the client sends a command again after a dropped connection."""
+    retries = getattr(getattr(client, "retry", None), "get_retries", None)
+    count = retries() if callable(retries) else 0
+    return count if isinstance(count, int) else 0
 
 
 async def _send(client: AsyncClient, calls: Sequence[ScriptCall]) -> list[Any]:
@@ -414,6 +438,12 @@ def run_calls_sync(
     """The synchronous form of `run_calls`."""
     try:
         replies = _send_sync(client, calls)
+        for attempt in range(1, _retries(client) + 1):
+            if not (dropped := _dropped(replies)):
+                break
+            time.sleep(_BACKOFF.compute(attempt))
+            for i, reply in zip(dropped, _send_sync(client, [calls[i] for i in dropped])):
+                replies[i] = reply
         deadline = time.monotonic() + MIGRATION_PATIENCE
         delay = 0.05
         while (waiting := _refused(replies)) and time.monotonic() < deadline:

@@ -48,15 +48,30 @@ async def read_sharded(
     columns: list[str] | None,
     invalid: list[CorruptRecordError] | None,
 ) -> list[Any]:
-    """Records skip..skip+limit (or all from skip), in primary-key order."""
+    """Records skip..skip+limit (or all from skip), in primary-key order.
+
+    A record that expires (or is deleted) between finding its key and reading it leaves a
+    page short, or shifted when it was among the records skipped: the page is then found
+    and read again (the read removed its stale entries), until no record went missing.
+    """
     if limit == 0:
         return []
     wanted = None if limit is None else skip + limit
-    if wanted is not None and _first_page_size(wanted, len(table.shards)) <= _PK_PAGE:
-        pks = await _smallest_primary_keys(table, wanted)
-    else:
-        pks = sorted(await _all_primary_keys(table))
-    return await _read_in_order(table, pks[skip:wanted], fields, columns, invalid)
+    while True:
+        if wanted is not None and _first_page_size(wanted, len(table.shards)) <= _PK_PAGE:
+            pks = await _smallest_primary_keys(table, wanted)
+        else:
+            pks = sorted(await _all_primary_keys(table))
+        reported = len(invalid) if invalid is not None else 0
+        found = await _read_in_order(table, pks[skip:wanted], fields, columns, invalid)
+        if not skip and limit is None:
+            return found  # every record: one that went missing is simply gone
+        if invalid is not None:
+            reported = len(invalid) - reported
+        if len(found) + reported >= len(pks[skip:wanted]) or not pks[skip:wanted]:
+            return found
+        if invalid is not None:
+            del invalid[len(invalid) - reported :]  # reported again by the next read
 
 
 def _first_page_size(wanted: int, buckets: int) -> int:
