@@ -7,10 +7,13 @@ import enum
 import ipaddress
 import re
 import uuid
+import warnings
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic.dataclasses
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -28,9 +31,10 @@ from pydantic import (
     computed_field,
     field_serializer,
     field_validator,
+    validator,
 )
 from pydantic.fields import FieldInfo
-from typing_extensions import TypeAliasType, TypedDict
+from typing_extensions import NotRequired, TypeAliasType, TypedDict
 
 from pydantic_aioredis import (
     ConfigurationError,
@@ -524,6 +528,59 @@ class Envelope(Model):  # Sealed's JSON holds `double`, which Sealed then refuse
 
 
 Cells = TypeAliasType("Cells", dict[tuple[int, int], str])
+K = TypeVar("K")
+ByKey = TypeAliasType("ByKey", dict[K, int], type_params=(K,))
+
+
+class GenericGrid(Model):  # the alias given the tuple key
+    _primary_key_field: str = "id"
+    id: str
+    cells: ByKey[tuple[int, int]] = {}
+
+
+class MappedGrid(Model):
+    _primary_key_field: str = "id"
+    id: str
+    cells: Mapping[tuple[int, int], str] = {}
+
+
+@dataclasses.dataclass
+class Hidden:
+    shown: int
+    hidden: Annotated[int, Field(exclude=True)] = 0
+
+
+class Hiding(Model):  # a plain dataclass's field excluded through Annotated
+    _primary_key_field: str = "id"
+    id: str
+    hidden: Hidden | None = None
+
+
+class MaybeNotes(TypedDict):
+    text: str
+    notes: NotRequired[Annotated[str, Field(exclude=True)]]
+
+
+class Maybes(Model):  # NotRequired around the exclusion
+    _primary_key_field: str = "id"
+    id: str
+    maybe: MaybeNotes | None = None
+
+
+@pydantic.dataclasses.dataclass(config=ConfigDict(extra="forbid"))
+class SealedData:
+    a: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def double(self) -> int:
+        return 2 * self.a
+
+
+class DataEnvelope(Model):
+    _primary_key_field: str = "id"
+    id: str
+    sealed: SealedData | None = None
 
 
 class AliasedGrid(Model):
@@ -542,6 +599,11 @@ class AliasedGrid(Model):
         (Drafts, r"Drafts\.draft holds Draft\.notes"),
         (Envelope, r"Envelope\.sealed holds Sealed, which has computed fields"),
         (AliasedGrid, r"AliasedGrid\.cells.*keyed by tuple\[int, int\]"),
+        (GenericGrid, r"GenericGrid\.cells.*keyed by tuple\[int, int\]"),
+        (MappedGrid, r"MappedGrid\.cells.*keyed by tuple\[int, int\]"),
+        (Hiding, r"Hiding\.hidden holds Hidden\.hidden"),
+        (Maybes, r"Maybes\.maybe holds MaybeNotes\.notes"),
+        (DataEnvelope, r"DataEnvelope\.sealed holds SealedData, which has computed fields"),
     ],
     ids=[
         "secret inside a list",
@@ -551,6 +613,11 @@ class AliasedGrid(Model):
         "exclusion in a TypedDict",
         "computed fields refused by their model",
         "tuple keys behind a type alias",
+        "tuple keys given to a generic alias",
+        "tuple keys of a Mapping",
+        "exclusion in a plain dataclass",
+        "exclusion under NotRequired",
+        "computed fields refused by their dataclass",
     ],
 )
 def test_a_type_that_would_not_read_back_is_refused_at_registration(
@@ -771,4 +838,32 @@ async def test_a_primary_key_that_would_read_back_as_another_is_refused(
     lowered.id = "ABC"  # no validation: a read of it would say "abc", and its key "ABC"
     with pytest.raises(SerializationError, match=r"Lowered\.id: the primary key 'ABC' reads back"):
         await lowered.save()
+    assert raw.keys("*") == []
+
+
+def _old_style_key_model() -> type[Model]:
+    with warnings.catch_warnings():  # pydantic v1's @validator, deprecated but accepted
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class OldStyle(Model):
+            _primary_key_field: str = "id"
+            id: str
+
+            @validator("id")
+            @classmethod
+            def lowered(cls, value: str) -> str:
+                return value.lower()
+
+    return OldStyle
+
+
+async def test_an_old_style_validator_that_would_change_the_primary_key_is_seen(
+    store: Store, raw: redis.Redis
+) -> None:
+    model = _old_style_key_model()
+    store.register_model(model)
+    record = model(id="abc")
+    record.id = "ABC"
+    with pytest.raises(SerializationError, match=r"OldStyle\.id: the primary key 'ABC' reads back"):
+        await record.save()
     assert raw.keys("*") == []

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import random
 import re
+import warnings
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any
@@ -22,6 +23,8 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_validator,
+    root_validator,
+    validator,
 )
 
 from pydantic_aioredis import (
@@ -1089,3 +1092,40 @@ async def test_a_query_value_a_validator_cannot_take_alone_is_refused_clearly(
         InvalidInputError, match=r"NeedsRecord\.name.*cannot be validated on its own"
     ):
         await NeedsRecord.select(where={"name": "x"})
+
+
+def _old_style_model() -> type[Model]:
+    with warnings.catch_warnings():  # pydantic v1's decorators, deprecated but accepted
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        class OldStyle(Model):
+            _primary_key_field: str = "id"
+            id: str
+            email: Annotated[str, Indexed()] = ""
+            first: str = ""
+            full: Annotated[str, Indexed()] = ""
+
+            @validator("email")
+            @classmethod
+            def lowered(cls, value: str) -> str:
+                return value.lower()
+
+            @root_validator(skip_on_failure=True)
+            @classmethod
+            def named(cls, values: dict[str, Any]) -> dict[str, Any]:
+                return {**values, "full": values["first"].upper()}
+
+    return OldStyle
+
+
+async def test_old_style_validators_are_indexed_as_read(store: Store) -> None:
+    model = _old_style_model()
+    store.register_model(model)
+    record = model(id="1", first="bob")
+    await record.save()
+    record.email = "A@X.COM"
+    async with record.update():
+        record.first = "alice"
+    assert await model.count(where={"email": "a@x.com"}) == 1
+    assert await model.count(where={"full": "ALICE"}) == 1
+    assert await model.count(where={"full": "BOB"}) == 0

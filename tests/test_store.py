@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -306,8 +307,13 @@ class MaybePath(Model):
     id: Path | None
 
 
+class NumberOrDecimal(Model):  # Decimal("1") is stored as "1", as 1 is
+    _primary_key_field: str = "id"
+    id: int | Decimal
+
+
 @pytest.mark.parametrize(
-    "model", [MaybeNamed, NumberOrName, Anything, MaybeBytes, OneOrOne, MaybePath]
+    "model", [MaybeNamed, NumberOrName, Anything, MaybeBytes, OneOrOne, MaybePath, NumberOrDecimal]
 )
 def test_a_primary_key_whose_strings_could_spell_its_other_values_is_refused(
     model: type[Model],

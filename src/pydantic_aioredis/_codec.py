@@ -298,6 +298,7 @@ class HashCodec(Generic[M]):
             info.annotation is str
             and not info.metadata
             and not _field_validators(self.model, name)
+            and not _old_style_validators(self.model, name)
             and self._raw_by_name[name]  # no serializer of its own either
             and not any(config.get(option) for option in _STRING_OPTIONS)
         )
@@ -312,8 +313,10 @@ class HashCodec(Generic[M]):
             not _is_plain_value_type(info.annotation)
             or info.metadata
             or _field_validators(self.model, name)
+            or _old_style_validators(self.model, name)
             or any(name in d.info.fields or "*" in d.info.fields for d in serializers)
             or decorators.model_validators
+            or decorators.root_validators
             or self.model.__pydantic_post_init__
             or any(self.model.model_config.get(option) for option in _VALUE_OPTIONS)
         )
@@ -331,8 +334,10 @@ class HashCodec(Generic[M]):
             not _is_plain_value_type(info.annotation)
             or any(not isinstance(item, plain) for item in info.metadata)
             or decorators.field_validators
+            or decorators.validators  # pydantic v1's @validator, still accepted
             or decorators.field_serializers
             or decorators.model_validators
+            or decorators.root_validators
             or self.model.__pydantic_post_init__
             or any(config.get(option) for option in _VALUE_OPTIONS)
         )
@@ -826,6 +831,16 @@ _TYPE_OPTIONS = (
     "regex_engine",
     *_STRING_OPTIONS,
 )
+
+
+def _old_style_validators(model: type[Any], name: str) -> list[Any]:
+    """pydantic v1's `@validator`s of a field (still accepted, deprecated), and its
+    `@root_validator`s, which may change any field."""
+    decorators = model.__pydantic_decorators__
+    fields = [
+        d for d in decorators.validators.values() if name in d.info.fields or "*" in d.info.fields
+    ]
+    return fields + list(decorators.root_validators.values())
 
 
 def _field_validators(model: type[Any], name: str) -> list[Any]:

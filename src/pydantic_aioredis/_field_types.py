@@ -24,7 +24,8 @@ import datetime
 import enum
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from pathlib import PurePath
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -58,13 +59,38 @@ def _types_in(annotation: Any, seen: set[Any] | None = None) -> Iterator[Any]:
     except TypeError:  # an unhashable annotation (a Literal of a list, say)
         return
     yield annotation
-    alias = getattr(annotation, "__value__", None)  # `type X = ...`, TypeAliasType
-    if alias is not None and type(annotation).__name__ == "TypeAliasType":
+    alias = _alias_value(annotation)
+    if alias is not None:
         yield from _types_in(alias, seen)
     for arg in get_args(annotation):
         yield from _types_in(arg, seen)
     for field_type in _field_types(annotation):
         yield from _types_in(field_type, seen)
+
+
+def _alias_value(annotation: Any) -> Any:
+    """What a type alias (`type X = ...`, TypeAliasType) stands for, its type parameters
+    replaced when it is given some (`Pair[int]`); None for anything else."""
+    if _is_alias(annotation):
+        return annotation.__value__
+    origin = get_origin(annotation)
+    if not _is_alias(origin):
+        return None
+    try:
+        return origin.__value__[get_args(annotation)]
+    except TypeError:  # not generic in the way it is given arguments
+        return origin.__value__
+
+
+def _is_alias(annotation: Any) -> bool:
+    return type(annotation).__name__ == "TypeAliasType"
+
+
+def _unwrapped(hint: Any) -> Any:
+    """A TypedDict's key type without `Required`, `NotRequired` or `ReadOnly` around it."""
+    while getattr(get_origin(hint), "_name", None) in ("Required", "NotRequired", "ReadOnly"):
+        hint = get_args(hint)[0]
+    return hint
 
 
 def _field_types(annotation: Any) -> list[Any]:
@@ -79,7 +105,7 @@ def _field_types(annotation: Any) -> list[Any]:
             issubclass(annotation, tuple) and hasattr(annotation, "_fields")  # a NamedTuple
         )
     ):
-        return list(_hints(annotation).values())
+        return [_unwrapped(hint) for hint in _hints(annotation).values()]
     return []
 
 
@@ -109,19 +135,33 @@ def excluded_inside(annotation: Any) -> str | None:
         for name, info in _fields_of(inner).items():
             if _excludes(info):
                 return f"{inner.__name__}.{name}"
-        for key, hint in _hints(inner).items() if is_typeddict(inner) else ():
+        # A TypedDict's or a plain dataclass's field: `Annotated[int, Field(exclude=True)]`.
+        for key, hint in _hints(inner).items() if _has_hints(inner) else ():
+            hint = _unwrapped(hint)
             if get_origin(hint) is Annotated and any(map(_excludes, hint.__metadata__)):
                 return f"{inner.__name__}.{key}"
     return None
+
+
+def _has_hints(annotation: Any) -> bool:
+    return isinstance(annotation, type) and (
+        is_typeddict(annotation) or dataclasses.is_dataclass(annotation)
+    )
 
 
 def computed_and_forbidden_inside(annotation: Any) -> str | None:
     """A model nested in `annotation` whose JSON holds computed fields that its own
     validation then refuses (`extra="forbid"`), or None."""
     for inner in _types_in(annotation):
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+        if not isinstance(inner, type):
             continue
-        if inner.model_computed_fields and inner.model_config.get("extra") == "forbid":
+        decorators = getattr(inner, "__pydantic_decorators__", None)
+        config = getattr(inner, "__pydantic_config__", None) or getattr(inner, "model_config", {})
+        if (
+            decorators is not None
+            and decorators.computed_fields
+            and config.get("extra") == "forbid"
+        ):
             return inner.__name__
     return None
 
@@ -140,7 +180,7 @@ def unreadable_dict_key(annotation: Any) -> Any:
     key (tuples, lists, sets, models, dataclasses), or None."""
     for inner in _types_in(annotation):
         origin = get_origin(inner)
-        if origin is None or not (isinstance(origin, type) and issubclass(origin, dict)):
+        if not (isinstance(origin, type) and issubclass(origin, Mapping)):
             continue
         args = get_args(inner)
         if args and _is_structured(args[0]):
@@ -162,9 +202,16 @@ def _is_structured(key: Any) -> bool:
 def texts_may_collide(annotation: Any) -> bool:
     """Whether two values of a primary key's type can have the same key text: a type that
     takes text (str, bytes, paths, str enums or literals) and values of another type too
-    (a string spells any other value's JSON), or `Any`."""
+    (a string spells any other value's JSON), `Any`, or Decimals with other numbers."""
     kinds = set(_member_kinds(annotation))
-    return len(kinds) > 1 and any(map(_spells_text, kinds))
+    if len(kinds) < 2:
+        return False
+    # A Decimal is stored as its bare text: Decimal("1") and 1, or Decimal("1.5") and 1.5,
+    # have the same key.
+    decimal_and_number = any(issubclass(k, Decimal) for k in kinds if isinstance(k, type)) and (
+        sum(map(_spells_number, kinds)) > 1
+    )
+    return decimal_and_number or any(map(_spells_text, kinds))
 
 
 def _member_kinds(annotation: Any) -> list[Any]:
@@ -179,6 +226,10 @@ def _member_kinds(annotation: Any) -> list[Any]:
     if annotation is Any or annotation is object:
         return [str, object]
     return [annotation]
+
+
+def _spells_number(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, (int, float, Decimal)) and kind is not bool
 
 
 def _spells_text(kind: Any) -> bool:

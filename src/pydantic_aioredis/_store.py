@@ -176,9 +176,10 @@ class Store:
             )
         if texts_may_collide(model_class.model_fields[pk].annotation):
             raise PrimaryKeyError(
-                f"{name}.{pk} is the primary key, and its type takes strings and other values: "
-                "a string can spell another value's key (None is stored as 'null', 1 as '1'), "
-                "so two records would share one key. Give it a single type, such as str"
+                f"{name}.{pk} is the primary key, and two values of its type can have the "
+                "same key (None is stored as 'null' like the string 'null', 1 as '1' like "
+                "'1' or Decimal('1')), so two records would share one. Give it a single type, "
+                "such as str"
             )
         version = model_class._version_field
         if version is not None and version not in model_class.model_fields:
