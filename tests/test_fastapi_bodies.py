@@ -76,6 +76,15 @@ class Label(FastAPIModel):
     size: int = 1
 
 
+class Reading(FastAPIModel):
+    """NaN and infinities, which JSON cannot carry, answered as strings (docs/fastapi.md)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+    _primary_key_field: str = "id"
+    id: str
+    value: float = 0.0
+
+
 class Range(FastAPIModel):
     """A validator that needs two fields: a record is valid only as a whole."""
 
@@ -94,7 +103,7 @@ class Range(FastAPIModel):
 @pytest.fixture
 async def api(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    for model in (Person, Pet, Box, Login, Memo, Label, Range):
+    for model in (Person, Pet, Box, Login, Memo, Label, Reading, Range):
         store.register_model(model)
         app.include_router(CRUDRouter(model))
     # Errors the router does not turn into a response are a 500, not an exception here.
@@ -319,3 +328,14 @@ async def test_concurrent_patches_leave_a_record_that_validates_whole(
     assert got.status_code == 200
     assert got.json() in (low.json(), high.json())  # the last write wins, whole
     assert (await api.get("/range/")).status_code == 200
+
+
+async def test_nan_and_infinity_come_back_whole_as_strings(api: httpx.AsyncClient) -> None:
+    for value in ("NaN", "Infinity", "-Infinity"):
+        created = await api.post("/reading/", json={"id": "r", "value": value})
+        assert created.status_code == 201, created.text
+        answered = (await api.get("/reading/r")).json()
+        assert answered == {"id": "r", "value": value}
+        assert (await api.put("/reading/r", json=answered)).status_code == 200
+        assert (await api.get("/reading/r")).json() == answered
+        assert (await api.delete("/reading/r")).status_code in (200, 204)

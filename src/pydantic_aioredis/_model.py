@@ -590,10 +590,14 @@ class Model(BaseModel, metaclass=_ModelMetaclass):
         batch = _Batch(table.codec.snapshot(self))
         object.__setattr__(self, "_pa_batch", batch)
         _set_state(self, state | _BATCH)
+        ended = False
         try:
             yield self
+            ended = True
         finally:
-            _set_state(self, self._get_state() & ~_BATCH)
+            # A block that raises leaves the settings as they were before it (a
+            # set_auto_sync() inside it is undone too); one that ends keeps its own.
+            _set_state(self, self._get_state() & ~_BATCH if ended else state)
             object.__delattr__(self, "_pa_batch")
         changed = table.codec.changed_fields(self, batch.before)
         if changed and self._version_field:
