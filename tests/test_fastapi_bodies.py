@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+import fastapi
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -330,6 +331,10 @@ async def test_concurrent_patches_leave_a_record_that_validates_whole(
     assert (await api.get("/range/")).status_code == 200
 
 
+@pytest.mark.skipif(
+    tuple(map(int, fastapi.__version__.split(".")[:2])) < (0, 130),
+    reason="FastAPI before 0.130 encodes responses with json.dumps, which refuses NaN",
+)
 async def test_nan_and_infinity_come_back_whole_as_strings(api: httpx.AsyncClient) -> None:
     for value in ("NaN", "Infinity", "-Infinity"):
         created = await api.post("/reading/", json={"id": "r", "value": value})
