@@ -342,9 +342,13 @@ class HashCodec(Generic[M]):
             or any(config.get(option) for option in _VALUE_OPTIONS)
         )
 
-    def record_as_read(self, pk: str, instance: M) -> M:
-        """What a read of `instance`'s record gives (the instance itself if that fails)."""
-        values = [v.decode() if isinstance(v, bytes) else v for v in self.encode(instance)]
+    def record_as_read(
+        self, pk: str, instance: M, stored: Sequence[str | bytes] | None = None
+    ) -> M:
+        """What a read of `instance`'s record gives (the instance itself if that fails).
+        `stored`: `encode(instance)`, when the caller has it already."""
+        stored = self.encode(instance) if stored is None else stored
+        values = [v.decode() if isinstance(v, bytes) else v for v in stored]
         try:
             document = self._document(pk, values, str)
             return self._validate_one(document, pk, values, str)

@@ -238,24 +238,29 @@ class ModelTable(Generic[M]):
             pk = self.keys.check_primary_key(pk)
         else:
             pk = self.primary_key(instance)
+        read = None  # the record as a read of it gives, made once for both uses below
+        if self._pk_may_read_back_otherwise or self.reread:
+            read = self.codec.record_as_read(pk, instance, values)
         if self._pk_may_read_back_otherwise:
-            self._check_key_reads_back(pk, instance)
-        return pk, values, self.index_encodings(instance, None)
+            self._check_key_reads_back(pk, read or instance)
+        return pk, values, self.index_encodings(instance, None, read)
 
-    def _check_key_reads_back(self, pk: str, instance: M) -> None:
+    def _check_key_reads_back(self, pk: str, read: M) -> None:
         """Refuse a primary key that a read of the record would give as another (assigned
         without validation, then changed by a validator): the record could not be found by
         it, and saving what was read would write a second record."""
-        read = self.codec.record_as_read(pk, instance)
-        if read is not instance and (other := self.primary_key(read)) != pk:
+        if (other := self.primary_key(read)) != pk:
             raise SerializationError(
                 f"{self.model.__name__}.{self.pk_field}: the primary key {pk!r} reads back as "
                 f"{other!r} (it was assigned without validation, and its validation changes "
                 "it): assign it validated, or as it reads back"
             )
 
-    def index_encodings(self, instance: M, changed: Iterable[str] | None) -> list[str]:
-        """The index encoding of each indexed field ('' for one not in `changed`).
+    def index_encodings(
+        self, instance: M, changed: Iterable[str] | None, read: M | None = None
+    ) -> list[str]:
+        """The index encoding of each indexed field ('' for one not in `changed`); `read`:
+        the record as a read of it gives, when the caller has made it already.
 
         Raises:
             SerializationError: A value cannot be indexed (it is not of the field's type).
@@ -265,7 +270,7 @@ class ModelTable(Generic[M]):
         wanted = None if changed is None else set(changed)
         source = instance
         if self.reread:
-            source = self.codec.record_as_read(self.primary_key(instance), instance)
+            source = read or self.codec.record_as_read(self.primary_key(instance), instance)
             if wanted is not None:  # a change of one field may change another's value as read
                 wanted |= self.reread
         return [
