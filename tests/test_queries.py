@@ -1129,3 +1129,22 @@ async def test_old_style_validators_are_indexed_as_read(store: Store) -> None:
     assert await model.count(where={"email": "a@x.com"}) == 1
     assert await model.count(where={"full": "ALICE"}) == 1
     assert await model.count(where={"full": "BOB"}) == 0
+
+
+class Session(AutoModel):
+    _primary_key_field: str = "id"
+    id: str
+    user: Annotated[str, Indexed()]
+
+
+async def test_the_first_query_of_a_model_sees_the_automatic_writes_made_before_it(
+    store: Store,
+) -> None:
+    # Before any write of the model, a query finds no index state: it must send the queued
+    # writes (which record it) before it reads the states, as every call sends them first.
+    store.register_model(Session)
+    Session(id="s1", user="alice")  # queued
+    assert await Session.count(where={"user": "alice"}) == 1
+    Session(id="s2", user="bob")
+    assert await Session.delete(where={"user": "bob"}) == 1
+    assert [s.id for s in await Session.select(where={"user": "alice"}) or []] == ["s1"]

@@ -14,7 +14,14 @@ import pytest
 import redis
 from pydantic import Field
 
-from pydantic_aioredis import CorruptRecordError, Indexed, Model, RedisConfig, Store
+from pydantic_aioredis import (
+    CorruptRecordError,
+    Indexed,
+    Model,
+    RedisConfig,
+    RedisOperationError,
+    Store,
+)
 from pydantic_aioredis.migrate import UpgradeReport, upgrade_from_1_4
 
 pytestmark = pytest.mark.filterwarnings("ignore:Field name:UserWarning")
@@ -186,3 +193,84 @@ async def test_odd_1_4_records_are_reported_and_block_nothing(
     again = await upgrade_from_1_4(store, [Book])
     assert counts(again) == (4, 0, 0, 0, 4)
     assert await Book.count() == 3
+
+
+class Plain(Model):  # Book's records, read by a model without indexes
+    _primary_key_field: str = "title"
+    _table_name: str = "book"
+    title: str
+    author: str = "someone"
+
+
+@pytest.mark.parametrize("model", [Book, Plain])
+async def test_a_1_4_record_at_the_key_of_the_index_states_is_moved_aside_whole(
+    redis_url: str, raw: redis.Redis, model: type[Model]
+) -> None:
+    # Its fields looked like the states of indexes: the first write dropped them (the
+    # record was gone) or claimed one (the record changed).
+    write_1_4(raw, {"__index:~state": as_1_4("__index:~state"), "ok": as_1_4("ok")})
+    before = raw.hgetall("book:__index:~state")
+    store = Store(name="states", redis_config=RedisConfig.from_url(redis_url))
+    store.register_model(model)
+    try:
+        report = await upgrade_from_1_4(store, [model])
+        (problem,) = report.problems
+        assert "moved to 'book:__index:~reserved_1.4:__index:~state'" in problem.problem
+        assert raw.hgetall("book:__index:~reserved_1.4:__index:~state") == before
+        assert [record.title for record in await model.select() or []] == ["ok"]
+    finally:
+        await store.close()
+
+
+async def test_a_first_write_leaves_alone_a_hash_of_states_that_holds_a_record(
+    store: Store, raw: redis.Redis
+) -> None:
+    raw.hset("book:__index:~state", mapping=as_1_4("__index:~state"))  # its 1.4 index lost
+    before = raw.hgetall("book:__index:~state")
+    with pytest.raises(RedisOperationError, match=r"holds other fields .*__index:~state"):
+        await Book.insert(Book(title="new"))
+    assert raw.hgetall("book:__index:~state") == before
+    assert not raw.exists("book:new")
+
+
+async def test_a_record_moved_aside_where_a_1_4_record_is_already_goes_next_to_it(
+    store: Store, raw: redis.Redis
+) -> None:
+    taken = "__index:~reserved_1.4:__expiry"  # the place of `__expiry`, a 1.4 record too
+    write_1_4(raw, {"__expiry": as_1_4("__expiry"), taken: as_1_4(taken), "ok": as_1_4("ok")})
+    before = raw.hgetall("book:__expiry")
+    report = await upgrade_from_1_4(store, [Book])
+    problems = {p.key: p.problem for p in report.problems}
+    assert f"moved to 'book:{taken}~2'" in problems["book:__expiry"]
+    assert raw.hgetall(f"book:{taken}~2") == before
+    assert "reserved" in problems[f"book:{taken}"]
+    assert [book.title for book in await Book.select() or []] == ["ok"]
+    assert counts(await upgrade_from_1_4(store, [Book])) == (1, 0, 0, 0, 1)  # a rerun
+
+
+async def test_a_value_that_is_more_than_one_json_value_is_reported_not_spliced(
+    store: Store, raw: redis.Redis
+) -> None:
+    # 1.4 wrote a str field's text as it was: read as a date today, it must not add fields.
+    spliced = '"1815-12-23","copies":999,"title":"Other"'
+    write_1_4(raw, {"Emma": as_1_4("Emma", published_on=spliced)})
+    report = await upgrade_from_1_4(store, [Book])
+    (problem,) = report.problems
+    assert (problem.key, problem.field) == ("book:Emma", "published_on")
+    assert raw.hgetall("book:Emma")["published_on"] == spliced
+    assert not raw.exists("book:Other")
+    assert await Book.select() is None
+
+
+async def test_a_value_that_is_not_utf8_or_too_long_a_number_names_its_field(
+    store: Store, raw: redis.Redis, redis_url: str
+) -> None:
+    write_1_4(raw, {"long": as_1_4("long", copies="9" * 5000)})
+    binary = redis.Redis.from_url(redis_url)
+    binary.hset(b"book:latin", mapping={**as_1_4("latin"), "subtitle": b"caf\xe9"})
+    binary.sadd(b"book:__index", b"book:latin")
+    binary.close()
+    report = await upgrade_from_1_4(store, [Book], dry_run=True)
+    fields = {p.key: (p.field, p.problem) for p in report.problems}
+    assert fields["book:long"][0] == "copies"
+    assert fields["book:latin"] == ("subtitle", "its value is not UTF-8 text: 'caf\\udce9'")

@@ -37,11 +37,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._connection import run_calls_sync
-from ._exceptions import CorruptRecordError, IndexNotReadyError, UnmigratedDataError, UsageError
+from ._exceptions import (
+    CorruptRecordError,
+    IndexNotReadyError,
+    RedisOperationError,
+    UnmigratedDataError,
+    UsageError,
+)
 from ._index_scripts import BUILD_INDEX, BUILD_LOCK, DROP_KEYS, INDEX_COUNTS, INDEX_STATE
 from ._indexes import FieldIndex
 from ._inflight import stop_if_cancelled
@@ -59,6 +66,9 @@ logger = logging.getLogger("pydantic_aioredis")
 _PARTIAL = "partial:"
 _BUILDING = "building:"
 _MIXED = "mixed"
+# Every state an index can have: its signature (complete), partial or building under one, or
+# mixed (see `FieldIndex.signature`).
+_STATE = re.compile(r"(?:partial:|building:)?[\w.-]+/\d+|mixed")
 T = TypeVar("T")
 _LOCK_MS = 60_000  # a build's lock lasts this long unless renewed (each page renews it)
 
@@ -129,6 +139,7 @@ class IndexState:
         is sent their replies, so that the async and the blocking paths share it."""
         (reply,) = yield [self._state_call("get")]
         states = _states_of(reply)
+        self._check_states(states)
         for name in sorted(set(states) - set(self.table.indexes)):
             self.ready.discard(name)
             yield self._drop_calls(name)
@@ -147,6 +158,20 @@ class IndexState:
         if unsure and (yield from self._no_records()):
             first = ""
         yield [self._state_call("claim", first, *[item for claim in claims for item in claim])]
+
+    def _check_states(self, states: dict[str, str]) -> None:
+        """Refuse a hash of states that holds other things: a record that 1.4 wrote under
+        the primary key `__index:~state`, which dropping the indexes it seems to name, or
+        claiming them, would destroy."""
+        foreign = sorted(name for name, state in states.items() if not _STATE.fullmatch(state))
+        if foreign:
+            raise RedisOperationError(
+                f"{self.table.model.__name__}: {self.key!r} should hold the states of its "
+                f"indexes, but holds other fields ({', '.join(foreign[:5])}): a record that "
+                "pydantic-aioredis 1.4 wrote with the primary key '__index:~state'? Nothing "
+                "was written; migrate the model's records from 1.4 (see "
+                "docs/upgrading-from-1.4.md), which moves that record aside"
+            )
 
     # -- queries ---------------------------------------------------------------------------
 

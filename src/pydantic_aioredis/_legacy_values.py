@@ -42,6 +42,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from annotated_types import BaseMetadata, GroupedMetadata
 from pydantic.fields import FieldInfo
+from pydantic_core import from_json
 
 from ._model import Model
 
@@ -197,6 +198,10 @@ class LegacyValues:
             return encode_basestring(text)  # text, or a number pydantic parses (`inf`)
         if rule.json_layers == 2:
             text = self._inner(name, text)
+        if _MAY_HOLD_SEVERAL_VALUES.search(text):
+            # Spliced into the record's document: text that is more than one JSON value
+            # (`"1815-12-23","n":999`) would add fields to it, or overwrite others.
+            _check_json(name, text)
         return "null" if rule.none_text and text == '"None"' else text
 
     def _inner(self, name: str, text: str) -> str:
@@ -209,10 +214,16 @@ class LegacyValues:
         return inner
 
     def check(self, stored: dict[str, str]) -> None:
-        """Raise LegacyValueError for the first field whose stored JSON is invalid."""
+        """Raise LegacyValueError for the first field whose stored value is not UTF-8 text,
+        or whose JSON is invalid (or out of pydantic's range, as a number of thousands of
+        digits is)."""
         for name, rule in self._rules.items():
-            if name in stored and rule.json_layers:
-                self._value(name, rule, stored[name])
+            if name not in stored:
+                continue
+            text = stored[name]
+            if rule.json_layers:
+                self._value(name, rule, text)
+            _check_json(name, self._json(name, rule, text), text)
 
     def decode(self, stored: dict[str, str]) -> dict[str, Any]:
         """The model's fields found in `stored`, as Python values, decoded as 1.4 did.
@@ -263,6 +274,18 @@ class LegacyValues:
         )
 
 
+def _check_json(name: str, text: str, stored: str | None = None) -> None:
+    """Raise LegacyValueError unless `text` is one JSON value that pydantic reads (a
+    number of thousands of digits is not) in UTF-8 (`stored`: the value it came from)."""
+    shown = (text if stored is None else stored)[:80]
+    if not text.isascii() and _SURROGATE.search(text):
+        raise LegacyValueError(name, f"its value is not UTF-8 text: {shown!r}")
+    try:
+        from_json(text)
+    except ValueError as exc:
+        raise LegacyValueError(name, f"invalid JSON ({exc}): {shown!r}") from None
+
+
 def _looks_like_json(text: str | None) -> bool:
     """Whether text is `null` or a JSON string (what 1.4 wrote for None and text-like values
     of the types it stored as JSON)."""
@@ -274,6 +297,11 @@ def _looks_like_json(text: str | None) -> bool:
         return False  # text with quotes around it
     return True
 
+
+# Characters without which a JSON text is one value (see `_codec`).
+_MAY_HOLD_SEVERAL_VALUES = re.compile(r"[,:}\]]")
+# Bytes that are not UTF-8 arrive as lone surrogates (see `_connection.READ_ERRORS`).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # A number as JSON writes it (and as str() writes ints and finite floats).
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")

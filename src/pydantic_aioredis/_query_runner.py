@@ -112,6 +112,9 @@ class QueryRunner:
 
     async def _ensure_ready(self, plan: QueryPlan) -> bool:
         """Raise unless the plan's indexes are complete; False: there is nothing to find."""
+        store = self.table.store
+        if store.pending:  # queued automatic writes first, as every call (`Store.execute`)
+            await store.pending.flush()
         return await self.table.index_state.ensure(_indexed_fields(plan))
 
     async def _exact(self, plan: QueryPlan, calls: list[Any]) -> list[Any]:

@@ -195,15 +195,15 @@ class ModelUpgrader:
         while True:
             call = self._call(PREPARE, args, keys.state, *legacy, token=write_token())
             ((done, size, moved),) = await self.store.send([call])
-            for key in moved:
+            for key, target in zip(moved[::2], moved[1::2]):
                 self.report.records += 1
-                self._problem(key, None, self._moved_aside(key))
+                self._problem(key, None, self._moved_aside(target))
             if int(done):
                 return int(size)
 
-    def _moved_aside(self, key: str) -> str:
+    def _moved_aside(self, target: str) -> str:
         return (
-            f"its key is one of the model's own keys now: moved to {self.keys.aside(key)!r}, "
+            f"its key is one of the model's own keys now: moved to {target!r}, "
             "as it is, and not converted"
         )
 

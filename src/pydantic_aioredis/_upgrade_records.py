@@ -156,8 +156,8 @@ class RecordConverter:
             try:
                 return model.model_validate_json(document, by_name=True)
             except ValidationError as exc:
-                if exc.errors()[0]["type"] == "json_invalid":
-                    self.values.check(stored)  # names the field whose JSON is invalid
+                if not exc.errors()[0].get("loc"):  # the document as a whole: JSON, UTF-8
+                    self.values.check(stored)  # names the field at fault
                 raise
         except LegacyValueError as exc:
             raise RecordError(exc.field, str(exc)) from None

@@ -57,7 +57,8 @@ def _script(name: str, body: str, writes: bool = False) -> LuaScript:
 # every call on the model fail. Then a set is renamed to the work list when there is none
 # yet (O(1)), else its entries move over a batch at a time. 1.4 gave its index a TTL; the
 # list must not expire with it.
-# Returns {1 when everything is on the list else 0, the list's size, {keys moved aside}}.
+# Returns {1 when everything is on the list else 0, the list's size, {key, where it went,
+# ... for the records moved aside}}.
 PREPARE = _script(
     "upgrade_prepare",
     """
@@ -78,15 +79,26 @@ local function listed(key)
   return found
 end
 
-local moved = {}
+-- Where a record goes aside: by its suffix, or, where a 1.4 record holds that key already
+-- (its primary key named it), with ~2, ~3... after it.
+local function free_place(key)
+  local target = aside .. string.sub(key, #ns + 1)
+  local place, n = target, 1
+  while redis.call('EXISTS', place) == 1 do
+    n = n + 1
+    place = target .. '~' .. n
+  end
+  return place
+end
+
+local moved = {}  -- key, where it went, ...
 for i = 2, 5 + 2 * nfields do
   local key = KEYS[i]
-  if redis.call('TYPE', key).ok == 'hash' then
-    local target = aside .. string.sub(key, #ns + 1)
-    if redis.call('EXISTS', target) == 0 and listed(key) then
-      redis.call('RENAME', key, target)
-      moved[#moved + 1] = key
-    end
+  if redis.call('TYPE', key).ok == 'hash' and listed(key) then
+    local target = free_place(key)
+    redis.call('RENAME', key, target)
+    moved[#moved + 1] = key
+    moved[#moved + 1] = target
   end
 end
 
@@ -113,7 +125,10 @@ for i = 2, #sets do
 end
 return done({1, redis.call('SCARD', WORK), moved})
 """,
-    writes=True,
+    # Not counted as the model's first write, which records its index states in a key
+    # (`__index:~state`) that a 1.4 record may hold: this call moves such a record aside
+    # first (see `IndexState._first_write`).
+    writes=False,
 )
 
 # KEYS after the lists: the set to read. ARGV after the header: SSCAN cursor, count.
