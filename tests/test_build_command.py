@@ -60,3 +60,19 @@ async def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedP
     return await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_the_command_says_what_is_wrong_with_its_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pydantic_aioredis.__main__ import main
+
+    (tmp_path / "needs_setting.py").write_text("import os\nDATABASE = os.environ['NO_SUCH']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for command in ("build-indexes", "upgrade-1.4"):
+        url = ["--url", "redis://127.0.0.1:1/0"]
+        assert main([command, *url, "--models", "needs_setting:Book"]) == 2
+        assert "importing needs_setting failed: KeyError: 'NO_SUCH'" in capsys.readouterr().err
+        for nothing in ("", ",", " , "):
+            assert main([command, *url, "--models", nothing]) == 2
+            assert "--models names no model" in capsys.readouterr().err

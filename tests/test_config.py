@@ -59,6 +59,27 @@ def test_memory_url() -> None:
     assert config.redis_url.startswith("memory://")
 
 
+async def test_memory_urls_share_a_dataset_when_their_names_are_the_same() -> None:
+    pytest.importorskip("fakeredis")
+
+    async def written_and_seen(write: str, read: str) -> bool:
+        writer = Store(name="w", redis_config=RedisConfig.from_url(write))
+        reader = Store(name="r", redis_config=RedisConfig.from_url(read))
+        try:
+            await writer.redis_store.set("probe", write)
+            return await reader.redis_store.get("probe") is not None
+        finally:
+            await writer.redis_store.delete("probe")
+            await writer.close()
+            await reader.close()
+
+    assert await written_and_seen("memory://Shop", "memory://Shop/0")
+    assert await written_and_seen("memory://Shop", "memory://Shop:6379")
+    assert not await written_and_seen("memory://Shop", "memory://shop")  # case-sensitive
+    assert not await written_and_seen("memory://", "memory://localhost")
+    assert not await written_and_seen("memory://Shop", "memory://Shop/1")  # another db
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [

@@ -580,6 +580,18 @@ async def test_two_builds_at_once_are_refused(store: Store) -> None:
     assert await Release1.count(where={"x__gte": 0}) == 2_000
 
 
+async def test_the_lock_of_a_killed_build_says_how_long_it_has_left(
+    store: Store, raw: redis.Redis
+) -> None:
+    await _release(store, Release1)
+    lock = _TABLES[Release1].index_state.lock_key
+    raw.set(lock, "a killed build's token", px=15_000)  # as a build that never freed it
+    with pytest.raises(UsageError, match=r"for 1[45] s more at most"):
+        await Release1.build_indexes()
+    raw.delete(lock)  # expired
+    assert await Release1.build_indexes() == {}
+
+
 # Two releases of a model running at once (a rolling deploy, a rollback), each in a store
 # of its own: the one that trusts an index must stop trusting it once the other changes it.
 

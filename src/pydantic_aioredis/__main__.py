@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         models = [_import_model(name) for name in _names(args.models)]
+        if not models:
+            raise ValueError("--models names no model: give module:Class[,module:Class...]")
         if args.command == "build-indexes":
             for line in asyncio.run(_build_indexes(args.url, models)):
                 print(line)
@@ -142,7 +144,12 @@ def _import_model(name: str) -> type[Model]:
     module_name, _, attribute = name.strip().partition(":")
     if not module_name or not attribute:
         raise ValueError(f"--models takes module:Class, not {name.strip()!r}")
-    value: Any = importlib.import_module(module_name)
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError:
+        raise
+    except Exception as exc:  # the module's own code failed (a setting it reads, say)
+        raise ValueError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
     for part in attribute.split("."):
         value = getattr(value, part, None)
         if value is None:

@@ -253,10 +253,19 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
+def _memory_name(parts: SplitResult) -> str:
+    """The dataset a `memory://name` URL names, as written: `Shop` and `shop` are two, and
+    `memory://` (no name) is one of its own."""
+    host = parts.netloc.rpartition("@")[2]
+    if parts.port is not None:
+        host = host.rpartition(":")[0]
+    return host
+
+
 def _settings_of_parts(parts: SplitResult) -> dict[str, Any]:
     """The settings that a URL's scheme, user info, host, port and path spell."""
     settings: dict[str, Any] = {
-        "host": parts.hostname or "localhost",
+        "host": _memory_name(parts) if parts.scheme == "memory" else parts.hostname or "localhost",
         "ssl": parts.scheme.startswith("rediss"),
         "in_memory": parts.scheme == "memory",
         "cluster": parts.scheme.endswith("+cluster"),

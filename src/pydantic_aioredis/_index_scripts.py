@@ -261,12 +261,14 @@ return redis.call('HGETALL', KEYS[1])
 )
 
 # KEYS: a model's build lock. ARGV: 'take', 'renew' or 'free', a token, milliseconds. Returns
-# 1 when the lock is (still) the token's, 0 when another build holds it.
+# 1 when the lock is (still) the token's, 0 when another build holds it (for 'take': minus
+# the milliseconds the other build's lock has left, if it never renews it).
 BUILD_LOCK = LuaScript(
     "build_lock",
     """
 if ARGV[1] == 'take' then
-  return redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) and 1 or 0
+  if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+  return -math.max(redis.call('PTTL', KEYS[1]), 0)
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
 if ARGV[1] == 'renew' then

@@ -70,7 +70,9 @@ _MIXED = "mixed"
 # mixed (see `FieldIndex.signature`).
 _STATE = re.compile(r"(?:partial:|building:)?[\w.-]+/\d+|mixed")
 T = TypeVar("T")
-_LOCK_MS = 60_000  # a build's lock lasts this long unless renewed (each page renews it)
+# A build's lock lasts this long unless renewed: each page renews it, and a page takes a few
+# milliseconds; a build that was killed holds up the next one this long at most.
+_LOCK_MS = 15_000
 
 
 class IndexState:
@@ -293,10 +295,11 @@ class IndexState:
         """
         await self.prepare()
         token = os.urandom(9).hex()
-        if not await self._lock("take", token):
+        if (taken := await self._take_lock(token)) is not True:
             raise UsageError(
                 f"{self.table.model.__name__}: another build_indexes() is at work on this "
-                "model (in this process or another); let it finish"
+                "model (in this process or another); let it finish. (A build that was killed "
+                f"leaves its lock, {self.lock_key!r}, for {taken / 1000:.0f} s more at most.)"
             )
         try:
             return await self._build_all(token)
@@ -328,6 +331,13 @@ class IndexState:
                 )
             self.ready.add(name)
         return built
+
+    async def _take_lock(self, token: str) -> bool | int:
+        """True, or the milliseconds the lock another build holds has left at most."""
+        (reply,) = await self.table.store.send(
+            [ScriptCall(BUILD_LOCK, (self.lock_key,), ("take", token, _LOCK_MS))]
+        )
+        return True if reply == 1 else -int(reply)
 
     async def _lock(self, operation: str, token: str) -> bool:
         (reply,) = await self.table.store.send(
