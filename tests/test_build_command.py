@@ -68,11 +68,14 @@ def test_the_command_says_what_is_wrong_with_its_models(
     from pydantic_aioredis.__main__ import main
 
     (tmp_path / "needs_setting.py").write_text("import os\nDATABASE = os.environ['NO_SUCH']\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for command in ("build-indexes", "upgrade-1.4"):
         url = ["--url", "redis://127.0.0.1:1/0"]
         assert main([command, *url, "--models", "needs_setting:Book"]) == 2
         assert "importing needs_setting failed: KeyError: 'NO_SUCH'" in capsys.readouterr().err
+        assert main([command, *url, "--models", "exits:Book"]) == 2  # not 0: nothing ran
+        assert "importing exits failed: SystemExit" in capsys.readouterr().err
         for nothing in ("", ",", " , "):
             assert main([command, *url, "--models", nothing]) == 2
             assert "--models names no model" in capsys.readouterr().err

@@ -6,6 +6,7 @@ of record keys as the index, values as 1.4 stored them for these field types.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Optional
@@ -15,12 +16,14 @@ import redis
 from pydantic import Field
 
 from pydantic_aioredis import (
+    AutoModel,
     CorruptRecordError,
     Indexed,
     Model,
     RedisConfig,
     RedisOperationError,
     Store,
+    UsageError,
 )
 from pydantic_aioredis.migrate import UpgradeReport, upgrade_from_1_4
 
@@ -239,6 +242,8 @@ async def test_a_record_moved_aside_where_a_1_4_record_is_already_goes_next_to_i
     taken = "__index:~reserved_1.4:__expiry"  # the place of `__expiry`, a 1.4 record too
     write_1_4(raw, {"__expiry": as_1_4("__expiry"), taken: as_1_4(taken), "ok": as_1_4("ok")})
     before = raw.hgetall("book:__expiry")
+    planned = await upgrade_from_1_4(store, [Book], dry_run=True)
+    assert "followed by ~2, ~3" in {p.key: p.problem for p in planned.problems}["book:__expiry"]
     report = await upgrade_from_1_4(store, [Book])
     problems = {p.key: p.problem for p in report.problems}
     assert f"moved to 'book:{taken}~2'" in problems["book:__expiry"]
@@ -274,3 +279,78 @@ async def test_a_value_that_is_not_utf8_or_too_long_a_number_names_its_field(
     fields = {p.key: (p.field, p.problem) for p in report.problems}
     assert fields["book:long"][0] == "copies"
     assert fields["book:latin"] == ("subtitle", "its value is not UTF-8 text: 'caf\\udce9'")
+
+
+async def test_a_1_4_record_at_the_key_of_the_build_lock_is_moved_aside(
+    store: Store, raw: redis.Redis
+) -> None:
+    # Left there, it looked like a lock that never expires: no build could run.
+    write_1_4(raw, {"__index:~building": as_1_4("__index:~building"), "ok": as_1_4("ok")})
+    report = await upgrade_from_1_4(store, [Book])
+    (problem,) = report.problems
+    assert "moved to 'book:__index:~reserved_1.4:__index:~building'" in problem.problem
+    assert await Book.build_indexes() == {}
+
+
+async def test_a_build_lock_key_holding_something_else_is_named(
+    store: Store, raw: redis.Redis
+) -> None:
+    await Book.insert(Book(title="ok"))
+    raw.hset("book:__index:~building", mapping={"title": "x"})  # no TTL: no build wrote it
+    with pytest.raises(UsageError, match="holds something this library did not write"):
+        await Book.build_indexes()
+
+
+async def test_a_run_stopped_before_marking_the_indexes_is_finished_by_the_next(
+    store: Store, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_aioredis._index_state import IndexState
+
+    write_1_4(raw, {f"b{i}": as_1_4(f"b{i}") for i in range(30)})
+    mark = IndexState.mark_converted
+
+    async def killed_first(self: IndexState) -> None:
+        raise asyncio.CancelledError  # stopped after the last record, before this step
+
+    monkeypatch.setattr(IndexState, "mark_converted", killed_first)
+    with pytest.raises(asyncio.CancelledError):
+        await upgrade_from_1_4(store, [Book])
+    monkeypatch.setattr(IndexState, "mark_converted", mark)
+    await store.close()
+    store.unregister_model(Book)
+    again = Store(name="rerun", redis_config=store.redis_config)  # a new process
+    again.register_model(Book)
+    try:
+        assert counts(await upgrade_from_1_4(again, [Book])) == (0, 0, 0, 0, 0)
+        assert await Book.count(where={"author": "Ann"}) == 30
+    finally:
+        await again.close()
+
+
+class AutoBook(AutoModel):
+    _primary_key_field: str = "title"
+    _table_name: str = "book"
+    title: str
+    author: Annotated[str, Indexed()] = "someone"
+
+
+def test_an_automatic_write_outside_a_loop_leaves_a_foreign_states_hash_alone(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    raw.hset("book:__index:~state", mapping=as_1_4("__index:~state"))  # its 1.4 index lost
+    before = raw.hgetall("book:__index:~state")
+    store = Store(name="sync", redis_config=RedisConfig.from_url(redis_url))
+    store.register_model(AutoBook)
+
+    async def count_then_close() -> int:
+        try:
+            return await AutoBook.count(where={"author": "Austen"})
+        finally:
+            await store.close()
+
+    with pytest.raises(RedisOperationError, match="holds other fields"):
+        AutoBook(title="Emma", author="Austen")  # written at once: no event loop
+    assert not raw.exists("book:Emma")
+    assert raw.hgetall("book:__index:~state") == before
+    with pytest.raises(RedisOperationError, match="holds other fields"):
+        asyncio.run(count_then_close())

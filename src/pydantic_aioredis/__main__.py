@@ -148,7 +148,7 @@ def _import_model(name: str) -> type[Model]:
         value: Any = importlib.import_module(module_name)
     except ImportError:
         raise
-    except Exception as exc:  # the module's own code failed (a setting it reads, say)
+    except (Exception, SystemExit) as exc:  # the module's own code failed (a setting, say)
         raise ValueError(f"importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
     for part in attribute.split("."):
         value = getattr(value, part, None)

@@ -262,13 +262,16 @@ return redis.call('HGETALL', KEYS[1])
 
 # KEYS: a model's build lock. ARGV: 'take', 'renew' or 'free', a token, milliseconds. Returns
 # 1 when the lock is (still) the token's, 0 when another build holds it (for 'take': minus
-# the milliseconds the other build's lock has left, if it never renews it).
+# the milliseconds the other build's lock has left, if it never renews it, or 'foreign' when
+# the key holds something without a TTL, which no build wrote).
 BUILD_LOCK = LuaScript(
     "build_lock",
     """
 if ARGV[1] == 'take' then
   if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
-  return -math.max(redis.call('PTTL', KEYS[1]), 0)
+  local left = redis.call('PTTL', KEYS[1])
+  if left == -1 then return 'foreign' end  -- it never expires: no build wrote it
+  return -math.max(left, 0)
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
 if ARGV[1] == 'renew' then

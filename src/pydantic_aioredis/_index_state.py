@@ -59,9 +59,15 @@ if TYPE_CHECKING:
     from ._connection import SyncClient
     from ._table import ModelTable
 
-__all__ = ["IndexState"]
+__all__ = ["ForeignStatesError", "IndexState"]
 
 logger = logging.getLogger("pydantic_aioredis")
+
+
+class ForeignStatesError(RedisOperationError):
+    """The key of a model's index states holds something else (see `_check_states`): no
+    write of the model may go out, automatic ones included."""
+
 
 _PARTIAL = "partial:"
 _BUILDING = "building:"
@@ -167,12 +173,13 @@ class IndexState:
         claiming them, would destroy."""
         foreign = sorted(name for name, state in states.items() if not _STATE.fullmatch(state))
         if foreign:
-            raise RedisOperationError(
+            raise ForeignStatesError(
                 f"{self.table.model.__name__}: {self.key!r} should hold the states of its "
                 f"indexes, but holds other fields ({', '.join(foreign[:5])}): a record that "
                 "pydantic-aioredis 1.4 wrote with the primary key '__index:~state'? Nothing "
-                "was written; migrate the model's records from 1.4 (see "
-                "docs/upgrading-from-1.4.md), which moves that record aside"
+                "was written. Migrating the model's records from 1.4 (see "
+                "docs/upgrading-from-1.4.md) moves such a record aside when 1.4's index lists "
+                "it; else rename or delete that key yourself"
             )
 
     # -- queries ---------------------------------------------------------------------------
@@ -189,6 +196,7 @@ class IndexState:
         if not missing:
             return True
         states = await self.states()
+        self._check_states(states)
         self.ready.update(name for name in missing if states.get(name) == self._signature(name))
         still = [name for name in missing if name not in self.ready]
         # No state at all: no store with these indexes has written yet. Nothing to miss if
@@ -226,15 +234,35 @@ class IndexState:
         """After a migration from 1.4 converted every record, entering each in the indexes:
         the partial indexes that its first write found only 1.4's records for are complete.
         (The model's own writes are refused while 1.4's records are there.)"""
+        names = list(self.table.indexes)
         if not self._claimed_over_1_4:
-            return
+            # A run stopped after its last record and before this step left them partial:
+            # the run after it (which finds nothing to convert) checks that every record
+            # has its entry, as the migration entered them, before trusting such an index.
+            names = await self._entered_everywhere(names)
         changes = [
-            (name, _PARTIAL + self._signature(name), self._signature(name))
-            for name in self.table.indexes
+            (name, _PARTIAL + self._signature(name), self._signature(name)) for name in names
         ]
         if changes:
             states = await self._state("cas", *[item for change in changes for item in change])
             self.ready.update(n for n in self.table.indexes if states.get(n) == self._signature(n))
+
+    async def _entered_everywhere(self, names: list[str]) -> list[str]:
+        """The fields among `names` whose index is partial and has an entry for every record
+        (each field's hash of encodings holds as many as the model has records)."""
+        states = await self.states()
+        partial = [n for n in names if states.get(n) == _PARTIAL + self._signature(n)]
+        if not partial:
+            return []
+        calls = [self.table.script_call(INDEX_COUNTS, shard, ()) for shard in self.table.shards]
+        replies = await self.table.execute_exact(calls)
+        records = sum(int(reply[0]) for reply in replies)
+        positions = {name: i for i, name in enumerate(self.table.indexes, start=1)}
+        return [
+            name
+            for name in partial
+            if sum(int(reply[positions[name]]) for reply in replies) == records
+        ]
 
     def _no_records(self) -> Generator[list[ScriptCall], list[Any], bool]:
         """Whether the model has no records (steps, see `_first_write`). A shard answering
@@ -333,11 +361,24 @@ class IndexState:
         return built
 
     async def _take_lock(self, token: str) -> bool | int:
-        """True, or the milliseconds the lock another build holds has left at most."""
+        """True, or the milliseconds the lock another build holds has left at most.
+
+        Raises:
+            UsageError: The lock's key holds something no build wrote.
+        """
         (reply,) = await self.table.store.send(
             [ScriptCall(BUILD_LOCK, (self.lock_key,), ("take", token, _LOCK_MS))]
         )
-        return True if reply == 1 else -int(reply)
+        if reply == 1:
+            return True
+        if reply == "foreign":
+            raise UsageError(
+                f"{self.table.model.__name__}: {self.lock_key!r}, the lock of its builds, holds "
+                "something this library did not write (a record pydantic-aioredis 1.4 wrote "
+                "with the primary key '__index:~building'? Migrating the model's records from "
+                "1.4 moves it aside); build_indexes() cannot run until it is gone"
+            )
+        return -int(reply)
 
     async def _lock(self, operation: str, token: str) -> bool:
         (reply,) = await self.table.store.send(
@@ -360,7 +401,7 @@ class IndexState:
                 if not await self._lock("renew", token):
                     raise UsageError(
                         f"{self.table.model.__name__}: build_indexes() lost its lock (paused "
-                        "for over a minute?); run it again"
+                        f"for over {_LOCK_MS // 1000} s?); run it again"
                     )
                 done += await self._build_page(shard, index, pks)
         return done

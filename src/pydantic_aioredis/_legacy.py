@@ -78,6 +78,7 @@ class LegacyKeys:
     work: str  # the 1.4 index while a migration runs: the records still to convert
     unconverted: str  # the records a migration could not convert, left as they were
     state: str  # the model's hash of index states (see `_index_state`)
+    lock: str  # the lock of a build of the model's indexes (see `_index_state`)
     # The keys that the model's calls use besides its records and index (the expiry set,
     # the indexes of fields, their state, the two lists above): a 1.4 record at one of
     # them, which a primary key named so, would make every call fail.
@@ -90,8 +91,8 @@ class LegacyKeys:
         legacy = f"{prefix.lower()}{separator}" * bool(prefix)
         legacy += f"{model._table_name or model.__name__.lower()}{separator}"
         work, unconverted = namespace + WORK_SUFFIX, namespace + UNCONVERTED_SUFFIX
-        state = table.index_state.key
-        own = (*table.shards[0].keys[1:], work, unconverted, state)
+        state, lock = table.index_state.key, table.index_state.lock_key
+        own = (*table.shards[0].keys[1:], work, unconverted, state, lock)
         return cls(
             model.__name__,
             namespace,
@@ -101,6 +102,7 @@ class LegacyKeys:
             work,
             unconverted,
             state,
+            lock,
             own,
         )
 

@@ -193,7 +193,7 @@ class ModelUpgrader:
         legacy = () if keys.legacy_index == keys.index else (keys.legacy_index,)
         args = (_MOVE_BATCH, keys.aside_prefix)
         while True:
-            call = self._call(PREPARE, args, keys.state, *legacy, token=write_token())
+            call = self._call(PREPARE, args, keys.state, keys.lock, *legacy, token=write_token())
             ((done, size, moved),) = await self.store.send([call])
             for key, target in zip(moved[::2], moved[1::2]):
                 self.report.records += 1

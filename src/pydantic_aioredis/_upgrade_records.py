@@ -109,8 +109,9 @@ class RecordConverter:
         if kind == "hash" and key in self._own:  # only in a dry run: a run moves it first
             return RecordError(
                 None,
-                f"its key is one of the model's own keys now; a run moves it to "
-                f"{self.keys.aside(key)!r}, as it is",
+                f"its key is one of the model's own keys now; a run moves it, as it is, to "
+                f"{self.keys.aside(key)!r} (or, if a record holds that key, to the first free "
+                "one of that key followed by ~2, ~3...)",
             )
         return None
 

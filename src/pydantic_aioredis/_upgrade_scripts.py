@@ -47,11 +47,11 @@ def _script(name: str, body: str, writes: bool = False) -> LuaScript:
     return LuaScript(name, _PRELUDE + _COMMON + body, writes)
 
 
-# KEYS after the lists: the state key of the model's indexes, then the sets whose entries go
-# onto the work list: 1.4's index under the lower-cased prefix if it differs from ours
-# (either holds a set only if 1.4 wrote it; ours is INDEX), and the records an earlier run
-# could not convert (so that they are tried again). ARGV after the header: batch size, the
-# prefix of the keys where 1.4 records are moved aside.
+# KEYS after the lists: the state key of the model's indexes and its build lock, then the
+# sets whose entries go onto the work list: 1.4's index under the lower-cased prefix if it
+# differs from ours (either holds a set only if 1.4 wrote it; ours is INDEX), and the records
+# an earlier run could not convert (so that they are tried again). ARGV after the header:
+# batch size, the prefix of the keys where 1.4 records are moved aside.
 # First, a 1.4 record (a hash on a 1.4 list) at one of the model's own keys (all of KEYS but
 # INDEX and the sets) is renamed aside and taken off the lists: left there, it would make
 # every call on the model fail. Then a set is renamed to the work list when there is none
@@ -66,7 +66,7 @@ local replayed = replay()
 if replayed then return replayed end
 local batch, aside = tonumber(ARGV[4]), ARGV[5]
 local sets = {WORK, INDEX}
-for i = 6 + 2 * nfields, #KEYS do sets[#sets + 1] = KEYS[i] end
+for i = 7 + 2 * nfields, #KEYS do sets[#sets + 1] = KEYS[i] end
 sets[#sets + 1] = UNCONVERTED
 
 local function listed(key)
@@ -92,7 +92,7 @@ local function free_place(key)
 end
 
 local moved = {}  -- key, where it went, ...
-for i = 2, 5 + 2 * nfields do
+for i = 2, 6 + 2 * nfields do
   local key = KEYS[i]
   if redis.call('TYPE', key).ok == 'hash' and listed(key) then
     local target = free_place(key)

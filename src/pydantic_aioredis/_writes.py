@@ -45,6 +45,7 @@ from ._exceptions import (
     SerializationError,
     UnmigratedDataError,
 )
+from ._index_state import ForeignStatesError
 from ._scripts import ScriptCall
 
 if TYPE_CHECKING:
@@ -357,7 +358,13 @@ class PendingWrites:
         tables = {id(record.table): record.table for record in self._records.values()}
         try:
             for table in tables.values():
-                table.index_state.prepare_sync(client)
+                try:
+                    table.index_state.prepare_sync(client)
+                except ForeignStatesError as exc:  # the writes would not meet it: drop them
+                    flush = _Flush()
+                    flush.dropped = [(r, exc) for r in self._records.values() if r.table is table]
+                    flush.versions = {id(r): r.version for r, _ in flush.dropped}
+                    self._settle(flush)
         except RedisOperationError as exc:
             if not is_transient(exc):
                 return None
