@@ -44,6 +44,7 @@ from annotated_types import BaseMetadata, GroupedMetadata
 from pydantic.fields import FieldInfo
 from pydantic_core import from_json
 
+from ._codec import _MAY_HOLD_SEVERAL_VALUES
 from ._model import Model
 
 __all__ = ["LegacyValueError", "LegacyValues", "StoredAs", "legacy_rule"]
@@ -278,8 +279,11 @@ def _check_json(name: str, text: str, stored: str | None = None) -> None:
     """Raise LegacyValueError unless `text` is one JSON value that pydantic reads (a
     number of thousands of digits is not) in UTF-8 (`stored`: the value it came from)."""
     shown = (text if stored is None else stored)[:80]
-    if not text.isascii() and _SURROGATE.search(text):
-        raise LegacyValueError(name, f"its value is not UTF-8 text: {shown!r}")
+    if not text.isascii():  # bytes that are not UTF-8 arrive as lone surrogates
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise LegacyValueError(name, f"its value is not UTF-8 text: {shown!r}") from None
     try:
         from_json(text)
     except ValueError as exc:
@@ -297,11 +301,6 @@ def _looks_like_json(text: str | None) -> bool:
         return False  # text with quotes around it
     return True
 
-
-# Characters without which a JSON text is one value (see `_codec`).
-_MAY_HOLD_SEVERAL_VALUES = re.compile(r"[,:}\]]")
-# Bytes that are not UTF-8 arrive as lone surrogates (see `_connection.READ_ERRORS`).
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # A number as JSON writes it (and as str() writes ints and finite floats).
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
